@@ -1,0 +1,71 @@
+"""lockstep: coordination for parallel AI-agent work.
+
+Messaging, fenced and auto-renewed leases, heartbeats and orphan cleanup,
+signals and barriers, and shared rate limits, over one backend chosen by URL:
+``memory://``, ``file://`` (SQLite, the default), ``redis://``, ``redis+streams://``.
+
+    import lockstep
+
+    async with lockstep.connect() as coord:
+        await coord.ping()
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._core import VERSION as __version__
+from .coordinator import Coordinator, connect
+from .drivers.base import Capability, ServerInfo
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    BadOptionError,
+    CapabilityError,
+    CircularDependencyError,
+    ConfigError,
+    DataLossDetected,
+    EnvelopeError,
+    InvalidInputError,
+    InvalidNameError,
+    LeaseLost,
+    LockstepError,
+    MessageTooLargeError,
+    OutcomeUnknown,
+    ProtocolError,
+    RateLimited,
+    Reaped,
+    SignatureError,
+    Timeout,
+    UnknownSchemeError,
+    WaitError,
+)
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "BadOptionError",
+    "Capability",
+    "CapabilityError",
+    "CircularDependencyError",
+    "ConfigError",
+    "Coordinator",
+    "DataLossDetected",
+    "EnvelopeError",
+    "InvalidInputError",
+    "InvalidNameError",
+    "LeaseLost",
+    "LockstepError",
+    "MessageTooLargeError",
+    "OutcomeUnknown",
+    "ProtocolError",
+    "RateLimited",
+    "Reaped",
+    "ServerInfo",
+    "SignatureError",
+    "Timeout",
+    "UnknownSchemeError",
+    "WaitError",
+    "__version__",
+    "connect",
+    "errors",
+]

@@ -1,0 +1,19 @@
+//! `lockstep._core`: thin pyo3 glue over `lockstep-core`. No logic lives here.
+
+use pyo3::prelude::*;
+
+mod errors;
+
+/// Check a name (channel, lock, agent, namespace...); raises InvalidNameError.
+#[pyfunction]
+#[pyo3(signature = (name, what = "name"))]
+fn validate_name(name: &str, what: &str) -> PyResult<()> {
+    lockstep_core::names::validate_name(name, what).map_err(errors::to_py)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(validate_name, m)?)?;
+    Ok(())
+}
