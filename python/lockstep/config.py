@@ -142,7 +142,9 @@ def load_settings(
         else:
             url, source = DEFAULT_URL, "default"
     scheme, location, query = parse_url(url)
-    ns = namespace or os.environ.get(ENV_NAMESPACE) or file_namespace or "default"
+    if namespace is None:
+        namespace = os.environ.get(ENV_NAMESPACE) or file_namespace or "default"
+    ns = namespace
     validate_name(ns, what="namespace")
     return Settings(
         url=url,

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import BackendUnavailable, BadOptionError, OutcomeUnknown, Timeout
+from ..errors import BackendUnavailable, BadOptionError, LockstepError, OutcomeUnknown, Timeout
 
 T = TypeVar("T")
 
@@ -220,6 +220,10 @@ class Driver(abc.ABC):
         try:
             async with asyncio.timeout(timeout):
                 return await call()
+        except LockstepError:
+            # Already decided by the driver (lockstep.Timeout is a TimeoutError too:
+            # it must not be re-read as a deadline overrun).
+            raise
         except TimeoutError as exc:
             if idempotent:
                 raise Timeout(f"{self.name}: {op} did not finish within {timeout:g} s") from exc
