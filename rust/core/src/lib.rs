@@ -1,6 +1,9 @@
 //! lockstep's pure-Rust core. Bytes and bookkeeping only: time is passed in, nothing does I/O.
 
+pub mod envelope;
 pub mod error;
+mod msgpack;
 pub mod names;
+pub mod resp;
 
 pub use error::CoreError;

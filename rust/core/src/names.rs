@@ -17,7 +17,11 @@ fn allowed(b: u8) -> bool {
 /// Check `name`; `what` says what kind of name it is, for the error message.
 pub fn validate_name(name: &str, what: &str) -> Result<(), CoreError> {
     let bytes = name.as_bytes();
-    let bad = |reason: String| CoreError::InvalidName { what: what.to_owned(), name: name.chars().take(60).collect(), reason };
+    let bad = |reason: String| CoreError::InvalidName {
+        what: what.to_owned(),
+        name: name.chars().take(60).collect(),
+        reason,
+    };
     if bytes.is_empty() {
         return Err(bad("it is empty".into()));
     }

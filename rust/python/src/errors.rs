@@ -3,24 +3,43 @@
 
 use lockstep_core::CoreError;
 use pyo3::prelude::*;
-use pyo3::types::PyAnyMethods;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
 
 fn class_name(err: &CoreError) -> &'static str {
     match err {
         CoreError::InvalidName { .. } => "InvalidNameError",
+        CoreError::Envelope { .. } => "EnvelopeError",
+        CoreError::MessageTooLarge { .. } => "MessageTooLargeError",
+        CoreError::Protocol { .. } => "ProtocolError",
+        CoreError::UnknownCodec { .. } => "ConfigError",
+        CoreError::InvalidArgument { .. } => "InvalidInputError",
     }
+}
+
+static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The exception instance for a core error, with the offending numbers as attributes
+/// (`size`/`limit` on MessageTooLargeError, `offset` on ProtocolError).
+pub fn to_py_instance<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'py, PyAny>> {
+    let module = ERRORS_MODULE.get_or_try_init(py, || py.import("lockstep.errors").map(Bound::unbind))?;
+    let instance = module.bind(py).getattr(class_name(err))?.call1((err.to_string(),))?;
+    match err {
+        CoreError::MessageTooLarge { size, limit } => {
+            instance.setattr("size", size)?;
+            instance.setattr("limit", limit)?;
+        }
+        CoreError::Protocol { offset, .. } => instance.setattr("offset", offset)?,
+        _ => {}
+    }
+    Ok(instance)
 }
 
 /// Build the Python exception for a core error.
 pub fn to_py(err: CoreError) -> PyErr {
-    Python::attach(|py| {
-        let msg = err.to_string();
-        match py.import("lockstep.errors").and_then(|m| m.getattr(class_name(&err))) {
-            Ok(cls) => match cls.call1((msg.clone(),)) {
-                Ok(inst) => PyErr::from_value(inst),
-                Err(e) => e,
-            },
-            Err(_) => pyo3::exceptions::PyValueError::new_err(msg),
-        }
+    Python::attach(|py| match to_py_instance(py, &err) {
+        Ok(instance) => PyErr::from_value(instance),
+        // lockstep.errors failed to import: still raise, never lose the message.
+        Err(_) => pyo3::exceptions::PyValueError::new_err(err.to_string()),
     })
 }

@@ -1,8 +1,12 @@
-//! `lockstep._core`: thin pyo3 glue over `lockstep-core`. No logic lives here.
+//! `lockstep._core`: thin pyo3 glue over `lockstep-core`. No logic lives here: argument
+//! conversion, GIL handling, and the one error map (`errors.rs`).
 
 use pyo3::prelude::*;
 
+mod args;
+mod envelope;
 mod errors;
+mod resp;
 
 /// Check a name (channel, lock, agent, namespace...); raises InvalidNameError.
 #[pyfunction]
@@ -14,6 +18,9 @@ fn validate_name(name: &str, what: &str) -> PyResult<()> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_NAME_LEN", lockstep_core::names::MAX_NAME_LEN)?;
     m.add_function(wrap_pyfunction!(validate_name, m)?)?;
+    envelope::register(m)?;
+    resp::register(m)?;
     Ok(())
 }

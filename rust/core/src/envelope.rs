@@ -1,0 +1,262 @@
+//! The message envelope: who sent a message, its per-sender sequence number, when, its id,
+//! and the payload (`data`), already encoded by Python.
+//!
+//! JSON (the default; readable by redis-cli and any language), exactly this key order:
+//!
+//! ```text
+//! {"ls":1,"id":"<id>","from":"<sender>","seq":<u64>,"ts":<f64 unix seconds>,"data":<raw JSON>}
+//! ```
+//!
+//! msgpack: a 6-entry map with the same keys in the same order, `data` embedded raw.
+//!
+//! A payload without the envelope marker (JSON: the first non-whitespace bytes are
+//! `{"ls":`; msgpack: `0x86 0xa2 'l' 's'`) is *foreign*, e.g. published by redis-cli: it is
+//! delivered whole, classified as JSON, text or bytes. A payload with the marker must be
+//! a well-formed envelope; anything else is `CoreError::Envelope` naming what was wrong.
+
+mod wire_json;
+mod wire_msgpack;
+
+use std::borrow::Cow;
+
+use crate::error::CoreError;
+use crate::names::validate_name;
+
+/// Default size limit of one envelope (or foreign payload), in bytes: 1 MiB.
+pub const DEFAULT_MAX_SIZE: usize = 1 << 20;
+
+/// The `ls` value this version writes and reads.
+pub const ENVELOPE_VERSION: u64 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Json,
+    Msgpack,
+}
+
+impl Codec {
+    pub fn from_name(name: &str) -> Result<Self, CoreError> {
+        match name {
+            "json" => Ok(Codec::Json),
+            "msgpack" => Ok(Codec::Msgpack),
+            _ => Err(CoreError::UnknownCodec { codec: name.to_owned() }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            Codec::Msgpack => "msgpack",
+        }
+    }
+}
+
+/// What a decoded payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A lockstep envelope; `data` is in the codec's encoding.
+    Envelope,
+    /// Foreign, and valid JSON.
+    Json,
+    /// Foreign, not JSON, valid UTF-8.
+    Text,
+    /// Foreign, anything else.
+    Bytes,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Envelope => "envelope",
+            Kind::Json => "json",
+            Kind::Text => "text",
+            Kind::Bytes => "bytes",
+        }
+    }
+}
+
+/// The envelope's own fields (everything but `data`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meta<'a> {
+    pub sender: Cow<'a, str>,
+    pub seq: u64,
+    pub ts: f64,
+    pub id: Cow<'a, str>,
+}
+
+/// One decoded payload. `meta` is present exactly when `kind` is `Kind::Envelope`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded<'a> {
+    pub meta: Option<Meta<'a>>,
+    pub data: &'a [u8],
+    pub kind: Kind,
+}
+
+fn check_size(size: usize, limit: usize) -> Result<(), CoreError> {
+    if size > limit {
+        return Err(CoreError::MessageTooLarge { size, limit });
+    }
+    Ok(())
+}
+
+fn check_meta(meta: &Meta<'_>) -> Result<(), CoreError> {
+    validate_name(&meta.sender, "sender")?;
+    validate_name(&meta.id, "message id")?;
+    if !meta.ts.is_finite() {
+        return Err(CoreError::envelope(format!("ts must be a finite number of unix seconds, got {}", meta.ts)));
+    }
+    Ok(())
+}
+
+/// Append one envelope to `out`. `meta` must already be checked (names, ts), and
+/// `ts_text` be `meta.ts` formatted for JSON.
+fn write_one(
+    codec: Codec,
+    out: &mut Vec<u8>,
+    data: &[u8],
+    meta: &Meta<'_>,
+    ts_text: &str,
+    max_size: usize,
+) -> Result<(), CoreError> {
+    match codec {
+        Codec::Json => wire_json::check_data(data)?,
+        Codec::Msgpack => wire_msgpack::check_data(data)?,
+    }
+    let size = match codec {
+        Codec::Json => wire_json::encoded_len(data, meta, ts_text),
+        Codec::Msgpack => wire_msgpack::encoded_len(data, meta),
+    };
+    check_size(size, max_size)?;
+    out.reserve(size);
+    match codec {
+        Codec::Json => wire_json::write(out, data, meta, ts_text),
+        Codec::Msgpack => wire_msgpack::write(out, data, meta),
+    }
+    Ok(())
+}
+
+/// Encode one envelope around `data` (already encoded in `codec`'s format).
+pub fn encode(codec: Codec, data: &[u8], meta: &Meta<'_>, max_size: usize) -> Result<Vec<u8>, CoreError> {
+    check_meta(meta)?;
+    let mut ts_text = ryu::Buffer::new();
+    let mut out = Vec::new();
+    write_one(codec, &mut out, data, meta, ts_text.format_finite(meta.ts), max_size)?;
+    Ok(out)
+}
+
+/// Many envelopes written back to back into one buffer; `ends[i]` is where item i ends.
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    pub buf: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl EncodedBatch {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The envelopes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(s, e)| self.buf.get(s..e).unwrap_or_default())
+    }
+}
+
+/// Encode `datas[i]` with seq `seq_start + i` and id `"{id_prefix}{seq}"`. All or nothing:
+/// the first bad item fails the batch, and the error names its index.
+pub fn encode_batch(
+    codec: Codec,
+    datas: &[&[u8]],
+    sender: &str,
+    seq_start: u64,
+    ts: f64,
+    id_prefix: &str,
+    max_size: usize,
+) -> Result<EncodedBatch, CoreError> {
+    let count = u64::try_from(datas.len()).unwrap_or(u64::MAX);
+    let last_seq = match count.checked_sub(1) {
+        None => return Ok(EncodedBatch::default()),
+        Some(k) => seq_start
+            .checked_add(k)
+            .ok_or_else(|| CoreError::envelope(format!("seq {seq_start} + {k} overflows a u64")))?,
+    };
+    // Digits are always allowed in a name, so the longest id (the last) stands for all.
+    let mut id = String::with_capacity(id_prefix.len() + 20);
+    id.push_str(id_prefix);
+    id.push_str(itoa::Buffer::new().format(last_seq));
+    check_meta(&Meta { sender: Cow::Borrowed(sender), seq: last_seq, ts, id: Cow::Borrowed(&id) })?;
+
+    let total: usize = datas.iter().map(|d| d.len() + 64 + sender.len() + id.len()).sum();
+    let mut batch = EncodedBatch { buf: Vec::with_capacity(total), ends: Vec::with_capacity(datas.len()) };
+    let mut ts_buffer = ryu::Buffer::new();
+    let ts_text = ts_buffer.format_finite(ts);
+    let mut seq = seq_start;
+    for (index, data) in datas.iter().enumerate() {
+        id.truncate(id_prefix.len());
+        id.push_str(itoa::Buffer::new().format(seq));
+        let meta = Meta { sender: Cow::Borrowed(sender), seq, ts, id: Cow::Borrowed(&id) };
+        write_one(codec, &mut batch.buf, data, &meta, ts_text, max_size).map_err(|e| at_index(e, index))?;
+        batch.ends.push(batch.buf.len());
+        seq = seq.wrapping_add(1);
+    }
+    Ok(batch)
+}
+
+fn at_index(err: CoreError, index: usize) -> CoreError {
+    match err {
+        CoreError::Envelope { reason } => CoreError::envelope(format!("item {index}: {reason}")),
+        other => other,
+    }
+}
+
+/// Whitespace JSON allows before a value.
+fn skip_json_ws(payload: &[u8]) -> &[u8] {
+    let start = payload.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(payload.len());
+    payload.get(start..).unwrap_or_default()
+}
+
+fn is_envelope(codec: Codec, payload: &[u8]) -> bool {
+    match codec {
+        Codec::Json => skip_json_ws(payload).starts_with(wire_json::MARKER),
+        Codec::Msgpack => payload.starts_with(wire_msgpack::MARKER),
+    }
+}
+
+fn classify_foreign(payload: &[u8]) -> Kind {
+    if wire_json::is_json(payload) {
+        Kind::Json
+    } else if std::str::from_utf8(payload).is_ok() {
+        Kind::Text
+    } else {
+        Kind::Bytes
+    }
+}
+
+/// Decode one payload: an envelope, or a foreign message delivered whole.
+pub fn decode(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'_>, CoreError> {
+    check_size(payload.len(), max_size)?;
+    if !is_envelope(codec, payload) {
+        return Ok(Decoded { meta: None, data: payload, kind: classify_foreign(payload) });
+    }
+    let (meta, data) = match codec {
+        Codec::Json => wire_json::read(payload)?,
+        Codec::Msgpack => wire_msgpack::read(payload)?,
+    };
+    let named = |e: CoreError| CoreError::envelope(e.to_string());
+    validate_name(&meta.sender, "sender").map_err(named)?;
+    validate_name(&meta.id, "message id").map_err(named)?;
+    if !meta.ts.is_finite() {
+        return Err(CoreError::envelope(format!("ts is {}, not a finite number", meta.ts)));
+    }
+    Ok(Decoded { meta: Some(meta), data, kind: Kind::Envelope })
+}
+
+/// Decode each payload on its own: one malformed payload never costs the others.
+pub fn decode_batch<'a>(codec: Codec, payloads: &[&'a [u8]], max_size: usize) -> Vec<Result<Decoded<'a>, CoreError>> {
+    payloads.iter().map(|p| decode(codec, p, max_size)).collect()
+}

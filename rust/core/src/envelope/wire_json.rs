@@ -1,0 +1,233 @@
+//! The JSON form of the envelope. Encoding writes the fixed key order by hand (names are
+//! validated, so they never need escaping); decoding is strict, via serde_json.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Meta, ENVELOPE_VERSION};
+use crate::error::CoreError;
+
+pub const MARKER: &[u8] = b"{\"ls\":";
+
+const HEAD: &[u8] = b"{\"ls\":1,\"id\":\"";
+const FROM: &[u8] = b"\",\"from\":\"";
+const SEQ: &[u8] = b"\",\"seq\":";
+const TS: &[u8] = b",\"ts\":";
+const DATA: &[u8] = b",\"data\":";
+const TAIL: &[u8] = b"}";
+const FIXED: usize = HEAD.len() + FROM.len() + SEQ.len() + TS.len() + DATA.len() + TAIL.len();
+
+/// Why `bytes` is not one well-formed JSON value (whitespace around it allowed).
+/// JSON text is UTF-8; serde_json does not check that for strings it skips, so we do.
+fn json_error(bytes: &[u8]) -> Option<String> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Some(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
+    }
+    serde_json::from_slice::<IgnoredAny>(bytes).err().map(|e| e.to_string())
+}
+
+pub fn is_json(bytes: &[u8]) -> bool {
+    json_error(bytes).is_none()
+}
+
+pub fn check_data(data: &[u8]) -> Result<(), CoreError> {
+    match json_error(data) {
+        None => Ok(()),
+        Some(e) => Err(CoreError::envelope(format!("data is not one well-formed JSON value: {e}"))),
+    }
+}
+
+/// `ts_text` is `meta.ts` already formatted (once per batch: the ts is shared).
+pub fn encoded_len(data: &[u8], meta: &Meta<'_>, ts_text: &str) -> usize {
+    FIXED + meta.id.len() + meta.sender.len() + itoa::Buffer::new().format(meta.seq).len() + ts_text.len() + data.len()
+}
+
+pub fn write(out: &mut Vec<u8>, data: &[u8], meta: &Meta<'_>, ts_text: &str) {
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(meta.id.as_bytes());
+    out.extend_from_slice(FROM);
+    out.extend_from_slice(meta.sender.as_bytes());
+    out.extend_from_slice(SEQ);
+    out.extend_from_slice(itoa::Buffer::new().format(meta.seq).as_bytes());
+    out.extend_from_slice(TS);
+    out.extend_from_slice(ts_text.as_bytes());
+    out.extend_from_slice(DATA);
+    out.extend_from_slice(data);
+    out.extend_from_slice(TAIL);
+}
+
+/// The wire shape. Any key order is read; unknown, duplicate or missing keys are errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<'a> {
+    ls: u64,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    seq: u64,
+    ts: f64,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The `ls` number right after the marker, if it is a plain integer. Checked before the
+/// full parse so a newer envelope says "unsupported version", not "missing field".
+fn version(payload: &[u8]) -> Option<u64> {
+    let start = payload.iter().position(|&b| b == b':')? + 1;
+    let rest = payload.get(start..)?;
+    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(rest.get(..digits)?).ok()?.parse().ok()
+}
+
+fn unsupported(ls: u64) -> CoreError {
+    CoreError::envelope(format!("unsupported envelope version ls={ls}; this lockstep reads ls={ENVELOPE_VERSION}"))
+}
+
+/// A string of name characters up to its closing quote (no escapes: names never need them).
+fn plain_string(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = memchr::memchr(b'"', bytes)?;
+    let (text, rest) = bytes.split_at(end);
+    if text.iter().any(|&b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    Some((std::str::from_utf8(text).ok()?, rest.get(1..)?))
+}
+
+fn digits(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// Length of the JSON number at the start of `bytes`: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn json_number_len(bytes: &[u8]) -> Option<usize> {
+    let mut i = usize::from(bytes.first() == Some(&b'-'));
+    let int = digits(bytes.get(i..)?);
+    if int == 0 || (int > 1 && bytes.get(i) == Some(&b'0')) {
+        return None;
+    }
+    i += int;
+    if bytes.get(i) == Some(&b'.') {
+        let frac = digits(bytes.get(i + 1..)?);
+        if frac == 0 {
+            return None;
+        }
+        i += 1 + frac;
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits(bytes.get(i..)?);
+        if exp == 0 {
+            return None;
+        }
+        i += exp;
+    }
+    Some(i)
+}
+
+/// The canonical form `write` produces, read without serde. `None` means "not exactly
+/// canonical": the strict serde path then decides, and names any error.
+fn read_canonical(payload: &[u8]) -> Option<(Meta<'_>, &[u8])> {
+    let rest = payload.strip_prefix(HEAD)?;
+    let (id, rest) = plain_string(rest)?;
+    let (sender, rest) = plain_string(rest.strip_prefix(&FROM[1..])?)?;
+    let rest = rest.strip_prefix(&SEQ[1..])?;
+    let seq_len = digits(rest);
+    if seq_len == 0 || (seq_len > 1 && rest.first() == Some(&b'0')) {
+        return None;
+    }
+    let (seq, rest) = rest.split_at(seq_len);
+    let seq: u64 = std::str::from_utf8(seq).ok()?.parse().ok()?;
+    let rest = rest.strip_prefix(TS)?;
+    let (ts, rest) = rest.split_at(json_number_len(rest)?);
+    let ts: f64 = std::str::from_utf8(ts).ok()?.parse().ok().filter(|t: &f64| t.is_finite())?;
+    let data = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
+    let padded = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii_whitespace());
+    if padded(data.first()) || padded(data.last()) || !is_json(data) {
+        return None;
+    }
+    Some((Meta { sender: Cow::Borrowed(sender), seq, ts, id: Cow::Borrowed(id) }, data))
+}
+
+pub fn read(payload: &[u8]) -> Result<(Meta<'_>, &[u8]), CoreError> {
+    match read_canonical(payload) {
+        Some(found) => Ok(found),
+        None => read_strict(payload),
+    }
+}
+
+/// Any key order and whitespace; every deviation is an error naming what was wrong.
+fn read_strict(payload: &[u8]) -> Result<(Meta<'_>, &[u8]), CoreError> {
+    if let Some(ls) = version(payload).filter(|&ls| ls != ENVELOPE_VERSION) {
+        return Err(unsupported(ls));
+    }
+    let wire: Wire<'_> =
+        serde_json::from_slice(payload).map_err(|e| CoreError::envelope(format!("malformed JSON envelope: {e}")))?;
+    if wire.ls != ENVELOPE_VERSION {
+        return Err(unsupported(wire.ls));
+    }
+    let meta = Meta { sender: wire.from, seq: wire.seq, ts: wire.ts, id: wire.id };
+    Ok((meta, wire.data.get().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// The fast path may only accept what the strict path accepts, with the same result.
+    #[test]
+    fn canonical_fast_path_agrees_with_the_strict_path() {
+        let base = br#"{"ls":1,"id":"p-12","from":"agent-1","seq":12,"ts":1700000000.5,"data":{"a":[1,2]}}"#;
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}[]\":,. 0123456789-+eE\\a\xff\xc3\xa9";
+        let mut accepted = 0;
+        for _ in 0..100_000 {
+            let mut p = base.to_vec();
+            for _ in 0..=(next() % 3) {
+                let i = (next() % p.len() as u64) as usize;
+                let b = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => p[i] = b,
+                    1 => p.insert(i, b),
+                    _ => {
+                        p.remove(i);
+                    }
+                }
+            }
+            if let Some(fast) = read_canonical(&p) {
+                accepted += 1;
+                let strict = read_strict(&p).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&p)));
+                assert_eq!(fast.0, strict.0);
+                assert_eq!(fast.1, strict.1);
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} mutants took the fast path");
+        for bad in [
+            &br#"{"ls":1,"id":"i","from":"a","seq":01,"ts":1,"data":1}"#[..],
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":01,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1.,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":.5,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1e,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":+1,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1e999,"data":1}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1,"data":1,"x":2}"#,
+            br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1,"data": 1}"#,
+            br#"{"ls":1,"id":"\u0069","from":"a","seq":1,"ts":1,"data":1}"#,
+        ] {
+            assert!(read_canonical(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

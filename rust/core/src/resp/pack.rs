@@ -1,0 +1,60 @@
+//! Commands as RESP arrays of bulk strings, many into one buffer so a pipeline is one write.
+
+use crate::error::CoreError;
+
+/// One command argument. Integers are sent as their decimal text, as Redis expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+    UInt(u64),
+}
+
+fn write_header(out: &mut Vec<u8>, kind: u8, len: usize) {
+    out.push(kind);
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_header(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append one command. A command needs at least one argument (its name).
+pub fn pack_command(out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<(), CoreError> {
+    if args.is_empty() {
+        return Err(CoreError::InvalidArgument { reason: "a command needs at least one argument (its name)".into() });
+    }
+    write_header(out, b'*', args.len());
+    for arg in args {
+        match *arg {
+            Arg::Bytes(b) => write_bulk(out, b),
+            Arg::Int(i) => write_bulk(out, itoa::Buffer::new().format(i).as_bytes()),
+            Arg::UInt(u) => write_bulk(out, itoa::Buffer::new().format(u).as_bytes()),
+        }
+    }
+    Ok(())
+}
+
+/// Append several commands back to back; the error names the first empty one.
+pub fn pack_commands(out: &mut Vec<u8>, commands: &[&[Arg<'_>]]) -> Result<(), CoreError> {
+    for (index, args) in commands.iter().enumerate() {
+        pack_command(out, args).map_err(|e| CoreError::InvalidArgument { reason: format!("command {index}: {e}") })?;
+    }
+    Ok(())
+}
+
+/// Append `PUBLISH channel payload` for each payload; the shared prefix is built once.
+pub fn pack_publish(out: &mut Vec<u8>, channel: &[u8], payloads: &[&[u8]]) {
+    let mut prefix = Vec::with_capacity(channel.len() + 32);
+    prefix.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+    write_bulk(&mut prefix, channel);
+    let body: usize = payloads.iter().map(|p| p.len() + 16).sum();
+    out.reserve(prefix.len() * payloads.len() + body);
+    for payload in payloads {
+        out.extend_from_slice(&prefix);
+        write_bulk(out, payload);
+    }
+}
