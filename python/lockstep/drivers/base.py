@@ -40,6 +40,8 @@ class Capability(str, enum.Enum):
     SERVER_CLOCK = "server_clock"  #: TTLs and time() are judged by the backend's clock
     PUBSUB = "pubsub"  #: publish/subscribe (at-most-once)
     DURABLE_MESSAGES = "durable_messages"  #: consumer groups, ack, redelivery, replay
+    LOCKS = "locks"  #: fenced leases: locks, semaphores, ports, claims
+    RATE_LIMIT = "rate_limit"  #: shared rate-limit counters that never over-admit
     TLS = "tls"  #: encrypted transport
     AUTH = "auth"  #: password / ACL user authentication
 
