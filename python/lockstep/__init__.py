@@ -16,6 +16,11 @@ from . import errors
 from ._core import VERSION as __version__
 from .coordinator import Coordinator, connect
 from .drivers.base import Capability, ServerInfo
+from .leases import HolderInfo, Lease, LeaseRequest
+from .messaging import Consumer, Delivery, Gap, Message, Subscription
+from .acks import Ack, AckResult
+from .barriers import BarrierResult
+from .signals import Signal
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -27,8 +32,11 @@ from .errors import (
     EnvelopeError,
     InvalidInputError,
     InvalidNameError,
+    ClaimConflict,
     LeaseLost,
+    LockTimeout,
     LockstepError,
+    MessagesLost,
     MessageTooLargeError,
     OutcomeUnknown,
     ProtocolError,
@@ -38,6 +46,7 @@ from .errors import (
     Timeout,
     UnknownSchemeError,
     WaitError,
+    WaitTimeout,
 )
 
 __all__ = [
@@ -53,9 +62,20 @@ __all__ = [
     "EnvelopeError",
     "InvalidInputError",
     "InvalidNameError",
+    "ClaimConflict",
+    "HolderInfo",
+    "Lease",
     "LeaseLost",
+    "LeaseRequest",
+    "LockTimeout",
     "LockstepError",
+    "Consumer",
+    "Delivery",
+    "Gap",
+    "Message",
     "MessageTooLargeError",
+    "MessagesLost",
+    "Subscription",
     "OutcomeUnknown",
     "ProtocolError",
     "RateLimited",
@@ -65,6 +85,11 @@ __all__ = [
     "Timeout",
     "UnknownSchemeError",
     "WaitError",
+    "WaitTimeout",
+    "Signal",
+    "Ack",
+    "AckResult",
+    "BarrierResult",
     "__version__",
     "connect",
     "errors",

@@ -2,6 +2,9 @@
 
     lockstep doctor [URL]          what the backend is, and what to fix about it
     lockstep check  [URL]          the seed's validation checklist, with measured figures
+    lockstep status [URL]          agents, their leases, memory (see lockstep.cli_status)
+    lockstep sweep  [URL]          reap dead agents now; --reset clears one namespace
+    lockstep epic run PLAN.toml    run an epic of parallel sprints (see lockstep.cli_epic)
 
 URL defaults as in ``lockstep.connect`` (argument, $LOCKSTEP_URL, config file,
 ``file://./.lockstep/coord.db``). Exit status: 0 all good, 1 a check failed,
@@ -104,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the rows as JSON")
     c.add_argument("--full", action="store_true", help="run the seed's full-length versions")
     c.add_argument("--only", action="append", metavar="ROW", help="run only this row (repeatable)")
+    from . import cli_status
+
+    cli_status.add_parsers(sub)  # status, sweep
+    from . import cli_epic
+
+    cli_epic.add_parsers(sub)  # epic run
     return p
 
 
@@ -118,6 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\n".join(lines))
         if args.command == "check":
             return asyncio.run(_check(args))
+        if args.command in ("status", "sweep"):
+            from . import cli_status
+
+            return cli_status.run(args)
+        if args.command == "epic":
+            from . import cli_epic
+
+            return cli_epic.run(args)
     except ConfigError as exc:
         print(f"lockstep: configuration error: {exc}", file=sys.stderr)
         return EXIT_BROKEN

@@ -41,7 +41,10 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 class Message(msgspec.Struct, frozen=True):
-    """One delivered message. For a foreign message the last four fields are ``None``."""
+    """One delivered message. For a foreign message ``sender``, ``seq``, ``ts`` and ``id``
+    are ``None``. ``position`` is the message's place in a durable log (a stream entry id on
+    ``redis+streams://``, a log id on ``file://`` and ``memory://``; ``None`` for pub/sub):
+    pass it as ``from_id`` to replay what came after it."""
 
     channel: str
     data: Any
@@ -49,6 +52,7 @@ class Message(msgspec.Struct, frozen=True):
     seq: int | None = None
     ts: float | None = None
     id: str | None = None
+    position: str | None = None
 
 
 def _on_channel(err: EnvelopeError, channel: str) -> EnvelopeError:

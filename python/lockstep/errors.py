@@ -17,13 +17,17 @@ from Rust and a bad URL from Python are told apart the same way.
     ├── BackendError ........................ the backend failed the call
     │   ├── BackendUnavailable (ConnectionError)  cannot reach it within the deadline
     │   ├── Timeout (TimeoutError) .......... an idempotent call ran past its deadline
+    │   │   └── LockTimeout ................. a lease wait ran out; names the holders
     │   ├── OutcomeUnknown .................. a non-idempotent call was sent but its
     │   │                                     reply was lost: it may or may not have run
     │   └── DataLossDetected ................ the backend restarted or went backwards
+    ├── MessagesLost ........................ a strict subscription hit a gap (``gap``)
     ├── LeaseLost ........................... a held lease expired or was taken over
+    ├── ClaimConflict ....................... resources held by others (``conflicts``)
     ├── Reaped .............................. this agent was declared dead and cleaned up
     ├── RateLimited ......................... over a rate limit (``retry_after`` seconds)
     ├── WaitError ........................... a coordination wait ended badly
+    │   ├── WaitTimeout (Timeout) ........... a signal did not come by the deadline
     │   └── CircularDependencyError (ValueError)  names the cycle
     └── SignatureError ...................... a forged, replayed or unsigned ACK
 
@@ -33,7 +37,7 @@ offending value as an attribute too, so code can act on it without parsing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "BackendError",
@@ -41,14 +45,17 @@ __all__ = [
     "BadOptionError",
     "CapabilityError",
     "CircularDependencyError",
+    "ClaimConflict",
     "ConfigError",
     "DataLossDetected",
     "EnvelopeError",
     "InvalidInputError",
     "InvalidNameError",
     "LeaseLost",
+    "LockTimeout",
     "LockstepError",
     "MessageTooLargeError",
+    "MessagesLost",
     "OutcomeUnknown",
     "ProtocolError",
     "RateLimited",
@@ -57,6 +64,7 @@ __all__ = [
     "Timeout",
     "UnknownSchemeError",
     "WaitError",
+    "WaitTimeout",
 ]
 
 
@@ -136,6 +144,24 @@ class Timeout(BackendError, TimeoutError):
     """An idempotent call ran past its deadline; it is safe to call again."""
 
 
+class LockTimeout(Timeout):
+    """A lock or semaphore wait ran out before the lease was granted.
+
+    ``resource`` names what was waited for and ``holders`` the members holding it at
+    the last look (empty when unknown, e.g. the backend did not answer).
+    """
+
+    def __init__(self, resource: str, holders: Sequence[str], waited: float, detail: str = "") -> None:
+        self.resource = resource
+        self.holders = tuple(holders)
+        self.waited = waited
+        who = f"held by {', '.join(self.holders)}" if self.holders else "holder unknown"
+        msg = f"could not acquire {resource!r} within {waited:g} s: {who}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
 class OutcomeUnknown(BackendError):
     """A non-idempotent call was sent, but its reply was lost.
 
@@ -148,8 +174,33 @@ class DataLossDetected(BackendError):
     """The backend restarted or its counters went backwards (e.g. Redis without AOF)."""
 
 
+class MessagesLost(LockstepError):
+    """Messages were lost (a disconnect, an eviction, a trim): raised by a subscription
+    opened with ``strict=True`` in place of yielding the :class:`~lockstep.messaging.Gap`
+    (``gap``). The subscription stays usable: iterate again to continue after the gap."""
+
+    def __init__(self, gap: object) -> None:
+        self.gap = gap
+        super().__init__(f"messages lost: {getattr(gap, 'detail', gap)}")
+
+
 class LeaseLost(LockstepError):
     """A lease held by this process expired or was taken over."""
+
+
+class ClaimConflict(LockstepError):
+    """Some of the resources asked for (all or nothing) are held by others.
+
+    ``conflicts`` maps each conflicting resource to the member holding it (or first in
+    line for it). Nothing was taken.
+    """
+
+    def __init__(self, conflicts: Mapping[str, str], waited: float = 0.0) -> None:
+        self.conflicts = dict(conflicts)
+        self.waited = waited
+        shown = ", ".join(f"{r!r} (held by {who})" for r, who in list(self.conflicts.items())[:10])
+        more = f" and {len(self.conflicts) - 10} more" if len(self.conflicts) > 10 else ""
+        super().__init__(f"{len(self.conflicts)} resource(s) held by others: {shown}{more}")
 
 
 class Reaped(LockstepError):
@@ -166,6 +217,17 @@ class RateLimited(LockstepError):
 
 class WaitError(LockstepError):
     """A coordination wait ended badly."""
+
+
+class WaitTimeout(WaitError, Timeout):
+    """A wait for a signal ran out: nothing newer than ``after_generation`` came from
+    ``source`` under ``name`` within ``waited`` seconds (a Timeout too: safe to wait again)."""
+
+    def __init__(self, message: str, *, source: str = "", name: str = "", waited: float = 0.0) -> None:
+        self.source = source
+        self.name = name
+        self.waited = waited
+        super().__init__(message)
 
 
 class CircularDependencyError(WaitError, ValueError):

@@ -20,5 +20,8 @@ def validate_name(name: object, *, what: str = "name") -> str:
     """Return ``name`` if valid; raise InvalidNameError otherwise."""
     if not isinstance(name, str):
         raise InvalidNameError(f"invalid {what} name: expected a string, got {type(name).__name__}")
-    _core.validate_name(name, what)
+    try:
+        _core.validate_name(name, what)
+    except UnicodeEncodeError:  # a lone surrogate: not text any backend can store
+        raise InvalidNameError(f"invalid {what} name {name[:60]!r}: it is not valid Unicode") from None
     return name

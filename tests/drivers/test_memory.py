@@ -75,7 +75,8 @@ async def test_server_info_and_capabilities() -> None:
         info = await coord.server_info()
         assert (info.driver, info.version, info.durable) == ("memory", lockstep.__version__, False)
         assert info.persistence == "none (in-process)"
-        assert coord.capabilities == frozenset({lockstep.Capability.KV})
+        C = lockstep.Capability
+        assert coord.capabilities == frozenset({C.KV, C.LOCKS, C.PUBSUB, C.DURABLE_MESSAGES, C.RATE_LIMIT})
         assert abs(await coord.time() - time.time()) < 1.0
 
 

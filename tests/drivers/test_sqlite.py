@@ -92,7 +92,9 @@ async def test_server_info_and_capabilities(driver: SqliteDriver, db: Path) -> N
     assert info.details["path"] == str(db) and info.details["size_bytes"] > 0
     assert info.warnings == []
     C = lockstep.Capability
-    assert driver.capabilities == frozenset({C.KV, C.CROSS_PROCESS, C.PERSISTENT})
+    assert driver.capabilities == frozenset(
+        {C.KV, C.CROSS_PROCESS, C.PERSISTENT, C.LOCKS, C.PUBSUB, C.DURABLE_MESSAGES, C.RATE_LIMIT}
+    )
 
 
 async def test_synchronous_full_is_applied(db: Path) -> None:

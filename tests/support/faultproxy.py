@@ -13,6 +13,8 @@ switched at any moment from any thread:
   deliver them once a partition heals;
 * :meth:`drop_replies` relays client-to-server bytes but discards what the server
   sends back: the command runs and its reply is lost;
+* :meth:`drop_replies_randomly` does the same to each reply chunk with a probability
+  (seeded, so a run can be repeated);
 * :meth:`reset_connections` closes every relayed connection abruptly (RST).
 
 Each mode setter returns once the mode is in force. :attr:`stats` counts bytes
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import struct
 import threading
@@ -88,6 +91,8 @@ class FaultProxy:
         self._mode: Mode = "passthrough"
         self._delay = 0.0
         self._drops_left: int | None = None
+        self._drop_probability = 1.0
+        self._rng = random.Random()
         self._mode_changed: asyncio.Condition | None = None
         self._stats = ProxyStats()
 
@@ -159,11 +164,14 @@ class FaultProxy:
             raise RuntimeError("the proxy is not running: call start() first")
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result(_CALL_DEADLINE)
 
-    def _switch(self, mode: Mode, *, delay: float = 0.0, drops: int | None = None) -> None:
+    def _switch(
+        self, mode: Mode, *, delay: float = 0.0, drops: int | None = None, probability: float = 1.0
+    ) -> None:
         async def apply() -> None:
             assert self._mode_changed is not None
             async with self._mode_changed:
                 self._mode, self._delay, self._drops_left = mode, delay, drops
+                self._drop_probability = probability
                 self._mode_changed.notify_all()
 
         self._call(apply)
@@ -191,6 +199,13 @@ class FaultProxy:
         if count is not None and count <= 0:
             raise ValueError(f"count must be a positive number of chunks or None, got {count!r}")
         self._switch("drop_replies", drops=count)
+
+    def drop_replies_randomly(self, probability: float, *, seed: int | None = None) -> None:
+        """Relay requests; discard each reply chunk with ``probability`` (0 < p <= 1)."""
+        if not 0 < probability <= 1:
+            raise ValueError(f"probability must be in (0, 1], got {probability!r}")
+        self._rng.seed(seed)
+        self._switch("drop_replies", probability=probability)
 
     def reset_connections(self) -> int:
         """Close every relayed connection abruptly (RST); returns how many were open."""
@@ -259,7 +274,8 @@ class FaultProxy:
         async with self._mode_changed:
             await self._mode_changed.wait_for(lambda: self._mode != "blackhole")
             mode, delay = self._mode, self._delay
-            if mode == "drop_replies" and direction == "down":
+            dropping = self._drop_probability >= 1 or self._rng.random() < self._drop_probability
+            if mode == "drop_replies" and direction == "down" and dropping:
                 self._count(bytes_dropped=len(data), chunks_dropped=1)
                 if self._drops_left is not None:
                     self._drops_left -= 1

@@ -23,9 +23,17 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..errors import BackendUnavailable, BadOptionError, LockstepError, OutcomeUnknown, Timeout
+from ..errors import BackendUnavailable, BadOptionError, CapabilityError, LockstepError, OutcomeUnknown, Timeout
+
+if TYPE_CHECKING:
+    from ..keys import Keyspace
+    from .lease_store import LeaseStore
+    from .member_store import MemberStore
+    from .message_store import MessageStore
+    from .rate_store import RateStore
+    from .signal_store import SignalStore
 
 T = TypeVar("T")
 
@@ -209,6 +217,45 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def hdel(self, key: str, fields: list[str], *, timeout: float) -> int: ...
+
+    # -- leases --------------------------------------------------------------------
+    def lease_store(self, *, keys: Keyspace, session: str, owner: str) -> LeaseStore:
+        """The lease state of this backend for one coordinator (see :mod:`.lease_store`).
+
+        ``session`` identifies the coordinator instance, ``owner`` its member name.
+        Drivers with :attr:`Capability.LOCKS` override this.
+        """
+        raise CapabilityError(self.name, [Capability.LOCKS.value], hint="choose a driver that offers locks")
+
+    # -- membership ----------------------------------------------------------------
+    def member_store(self, keys: Keyspace) -> MemberStore:
+        """Agents, heartbeats and ownership for one namespace (see :mod:`.member_store`)."""
+        raise CapabilityError(self.name, ["membership"], hint="use memory://, file:// or redis://")
+
+    # -- messaging -----------------------------------------------------------------
+    def message_store(self, keys: Keyspace) -> MessageStore:
+        """This backend's messaging for one coordinator (see :mod:`.message_store`).
+
+        Drivers with :attr:`Capability.PUBSUB` override this.
+        """
+        raise CapabilityError(
+            self.name,
+            [Capability.PUBSUB.value],
+            hint="choose a driver that offers messaging: memory://, file://, redis:// or redis+streams://",
+        )
+
+    # -- rate limits ---------------------------------------------------------------
+    def rate_store(self, keys: Keyspace, name: str, rule: Any) -> RateStore:
+        """The counters of one named rate limit (see :mod:`.rate_store`); ``rule`` is a
+        :class:`~lockstep._core.RateRule`. Drivers with :attr:`Capability.RATE_LIMIT` override this."""
+        raise CapabilityError(
+            self.name, [Capability.RATE_LIMIT.value], hint="use memory://, file://, redis:// or redis+streams://"
+        )
+
+    # -- signals -------------------------------------------------------------------
+    def signal_store(self) -> SignalStore:
+        """This backend's append-only signal logs (see :mod:`.signal_store`)."""
+        raise CapabilityError(self.name, ["signals"], hint="use memory://, file://, redis:// or redis+streams://")
 
     # -- helpers for subclasses ----------------------------------------------------
     async def guard(

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from .._core import VERSION
 from ..errors import BackendUnavailable
 from .base import Capability, Driver, Option, ServerInfo
+from .memory_leases import MemoryLeaseStore
 from .local_rules import (
     add_to_counter,
     check_amount,
@@ -116,7 +117,9 @@ class MemoryDriver(Driver):
     """State in this process only; see the module docstring."""
 
     schemes: ClassVar[tuple[str, ...]] = ("memory",)
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.KV})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.KV, Capability.LOCKS, Capability.PUBSUB, Capability.DURABLE_MESSAGES, Capability.RATE_LIMIT}
+    )
     options: ClassVar[Mapping[str, Option]] = {}
 
     def __init__(self, settings: Any) -> None:
@@ -129,6 +132,29 @@ class MemoryDriver(Driver):
 
     async def close(self) -> None:
         self._space = None
+
+    def lease_store(self, *, keys: Any, session: str, owner: str) -> MemoryLeaseStore:
+        return MemoryLeaseStore(self.space_name, session=session, owner=owner)
+
+    def member_store(self, keys: Any) -> Any:
+        from .memory_members import MemoryMemberStore
+
+        return MemoryMemberStore(self, keys)
+
+    def message_store(self, keys: Any) -> Any:
+        from .memory_messages import MemoryMessageStore
+
+        return MemoryMessageStore(self.space_name, keys)
+
+    def rate_store(self, keys: Any, name: str, rule: Any) -> Any:
+        from .memory_rates import MemoryRateStore
+
+        return MemoryRateStore(self, keys, name, rule)
+
+    def signal_store(self) -> Any:
+        from .memory_signals import MemorySignalStore
+
+        return MemorySignalStore(self)
 
     def _attached(self) -> MemorySpace:
         if self._space is None:

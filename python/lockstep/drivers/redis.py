@@ -43,7 +43,9 @@ from ..errors import (
     OutcomeUnknown,
     Timeout,
 )
+from ..keys import Keyspace
 from .base import Capability, Driver, ServerInfo
+from .redis_leases import RedisLeaseStore
 from .redis_info import AOF_OFF_WARNING, describe_server, pairs, parse_info, text_pairs
 from .redis_url import OPTIONS, RedisAddress
 
@@ -79,6 +81,9 @@ class RedisDriver(Driver):
             Capability.SERVER_CLOCK,
             Capability.TLS,
             Capability.AUTH,
+            Capability.LOCKS,
+            Capability.PUBSUB,
+            Capability.RATE_LIMIT,
         }
     )
     options = OPTIONS
@@ -175,6 +180,30 @@ class RedisDriver(Driver):
             await client.aclose()
         if pool is not None:
             await pool.aclose()
+
+    def lease_store(self, *, keys: Keyspace, session: str, owner: str) -> RedisLeaseStore:
+        return RedisLeaseStore(self, keys, session=session, owner=owner)
+
+    def member_store(self, keys: Keyspace) -> Any:
+        from .redis_members import RedisMemberStore
+
+        return RedisMemberStore(self, keys)
+
+    def message_store(self, keys: Keyspace) -> Any:
+        """PUBLISH/SUBSCRIBE (see :mod:`.redis_pubsub`); redis+streams:// overrides it."""
+        from .redis_pubsub import RedisPubSubStore
+
+        return RedisPubSubStore(self, keys)
+
+    def rate_store(self, keys: Keyspace, name: str, rule: Any) -> Any:
+        from .redis_rates import RedisRateStore
+
+        return RedisRateStore(self, keys, name, rule)
+
+    def signal_store(self) -> Any:
+        from .redis_signals import RedisSignalStore
+
+        return RedisSignalStore(self)
 
     # -- running commands ----------------------------------------------------------
     async def _execute(self, attempt: _Attempt, args: Sequence[Any]) -> Any:

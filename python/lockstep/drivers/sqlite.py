@@ -39,6 +39,7 @@ from . import fsinfo
 from . import sqlite_schema as tables
 from .base import Capability, Driver, Option, ServerInfo, parse_bool, parse_seconds
 from .local_rules import check_amount, check_field, check_fields, check_key, check_keys, check_ttl, check_value
+from .sqlite_leases import SqliteLeaseStore
 from .sqlite_schema import SCHEMA_VERSION, create_private_file, enable_wal, migrate, resolve_path
 
 __all__ = ["SqliteDriver"]
@@ -122,7 +123,15 @@ class SqliteDriver(Driver):
 
     schemes: ClassVar[tuple[str, ...]] = ("file",)
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.KV, Capability.CROSS_PROCESS, Capability.PERSISTENT}
+        {
+            Capability.KV,
+            Capability.CROSS_PROCESS,
+            Capability.PERSISTENT,
+            Capability.LOCKS,
+            Capability.PUBSUB,
+            Capability.DURABLE_MESSAGES,
+            Capability.RATE_LIMIT,
+        }
     )
     options: ClassVar[Mapping[str, Option]] = {
         "busy_timeout": Option(
@@ -209,6 +218,30 @@ class SqliteDriver(Driver):
             pass  # the thread closes the connection once its current statement ends
         finally:
             thread.shutdown()
+
+    def lease_store(self, *, keys: Any, session: str, owner: str) -> SqliteLeaseStore:
+        return SqliteLeaseStore(self, session=session, owner=owner)
+
+    def member_store(self, keys: Any) -> Any:
+        from .sqlite_members import SqliteMemberStore
+
+        return SqliteMemberStore(self, keys)
+
+    def message_store(self, keys: Any) -> Any:
+        """The log tables of :mod:`.sqlite_messages`, for the coordinator's namespace."""
+        from .sqlite_messages import SqliteMessageStore
+
+        return SqliteMessageStore(self, keys)
+
+    def rate_store(self, keys: Any, name: str, rule: Any) -> Any:
+        from .sqlite_rates import SqliteRateStore
+
+        return SqliteRateStore(self, keys, name, rule)
+
+    def signal_store(self) -> Any:
+        from .sqlite_signals import SqliteSignalStore
+
+        return SqliteSignalStore(self)
 
     async def _run(self, op: str, job: Job[T], *, timeout: float, write: bool) -> T:
         """Run ``job(conn, now)`` on the worker thread within ``timeout``; writes in one transaction."""

@@ -17,6 +17,11 @@ pub enum CoreError {
     UnknownCodec { codec: String },
     /// An argument is outside what the operation accepts (e.g. an empty command).
     InvalidArgument { reason: String },
+    /// A configuration value is wrong (a rate string, a limit, two configs for one name).
+    Config { reason: String },
+    /// A fence granted for `resource` is not above `highest`, the highest seen before:
+    /// the backend lost acknowledged writes (e.g. Redis restarted without AOF).
+    FenceRegression { resource: String, fence: u64, highest: u64 },
 }
 
 impl CoreError {
@@ -42,7 +47,12 @@ impl fmt::Display for CoreError {
                 let shown: String = codec.chars().take(40).collect();
                 write!(f, "unknown codec {shown:?}; accepted codecs: \"json\", \"msgpack\"")
             }
-            CoreError::InvalidArgument { reason } => f.write_str(reason),
+            CoreError::InvalidArgument { reason } | CoreError::Config { reason } => f.write_str(reason),
+            CoreError::FenceRegression { resource, fence, highest } => write!(
+                f,
+                "fence {fence} granted for {resource:?} is not above {highest}, the highest seen before: \
+                 the backend went backwards (restarted without its acknowledged writes?)"
+            ),
         }
     }
 }

@@ -2,8 +2,11 @@
 
 pub mod envelope;
 pub mod error;
+pub mod leases;
 mod msgpack;
 pub mod names;
+pub mod ratelimit;
+pub mod pubsub;
 pub mod resp;
 
 pub use error::CoreError;

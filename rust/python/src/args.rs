@@ -54,3 +54,25 @@ pub fn bytes_items<'py>(seq: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bou
     }
     Ok(out)
 }
+
+/// Every item of `seq` as bytes: `bytes` copied, `str` as UTF-8 (ids and payloads alike).
+pub fn bytes_or_str_items(seq: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Vec<u8>>> {
+    if seq.is_instance_of::<PyBytes>() || seq.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a sequence of bytes or str, not a single {}",
+            seq.get_type().name()?
+        )));
+    }
+    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+    for (i, item) in seq.try_iter()?.enumerate() {
+        let item = item?;
+        if let Ok(b) = item.cast::<PyBytes>() {
+            out.push(b.as_bytes().to_vec());
+        } else if let Ok(s) = item.cast::<PyString>() {
+            out.push(s.to_str()?.as_bytes().to_vec());
+        } else {
+            return Err(PyTypeError::new_err(format!("{what}[{i}] must be bytes or str, not {}", item.get_type().name()?)));
+        }
+    }
+    Ok(out)
+}

@@ -14,13 +14,16 @@ fn class_name(err: &CoreError) -> &'static str {
         CoreError::Protocol { .. } => "ProtocolError",
         CoreError::UnknownCodec { .. } => "ConfigError",
         CoreError::InvalidArgument { .. } => "InvalidInputError",
+        CoreError::Config { .. } => "ConfigError",
+        CoreError::FenceRegression { .. } => "DataLossDetected",
     }
 }
 
 static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// The exception instance for a core error, with the offending numbers as attributes
-/// (`size`/`limit` on MessageTooLargeError, `offset` on ProtocolError).
+/// (`size`/`limit` on MessageTooLargeError, `offset` on ProtocolError, `resource`/`fence`/
+/// `highest` on DataLossDetected from a fence regression).
 pub fn to_py_instance<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'py, PyAny>> {
     let module = ERRORS_MODULE.get_or_try_init(py, || py.import("lockstep.errors").map(Bound::unbind))?;
     let instance = module.bind(py).getattr(class_name(err))?.call1((err.to_string(),))?;
@@ -30,6 +33,11 @@ pub fn to_py_instance<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'
             instance.setattr("limit", limit)?;
         }
         CoreError::Protocol { offset, .. } => instance.setattr("offset", offset)?,
+        CoreError::FenceRegression { resource, fence, highest } => {
+            instance.setattr("resource", resource)?;
+            instance.setattr("fence", fence)?;
+            instance.setattr("highest", highest)?;
+        }
         _ => {}
     }
     Ok(instance)

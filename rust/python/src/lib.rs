@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 mod args;
 mod envelope;
 mod errors;
+mod leases;
+mod pubsub;
+mod ratelimit;
 mod resp;
 
 /// Check a name (channel, lock, agent, namespace...); raises InvalidNameError.
@@ -22,5 +25,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_name, m)?)?;
     envelope::register(m)?;
     resp::register(m)?;
+    pubsub::register(m)?;
+    leases::register(m)?;
+    ratelimit::register(m)?;
     Ok(())
 }

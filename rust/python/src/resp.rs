@@ -93,12 +93,24 @@ fn pack_publish<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
+/// One command per item: `*prefix, item`, the prefix packed once (XADD, XACK, PUBLISH...).
+#[pyfunction]
+fn pack_each<'py>(py: Python<'py>, prefix: &Bound<'py, PyAny>, items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let objects = items_of(prefix, 0)?;
+    let converted = objects.iter().enumerate().map(|(i, o)| to_arg(o, i)).collect::<PyResult<Vec<_>>>()?;
+    let items = args::bytes_or_str_items(items, "items")?;
+    let slices: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    let mut out = Vec::new();
+    resp::pack_each(&mut out, &converted, &slices).map_err(errors::to_py)?;
+    Ok(PyBytes::new(py, &out))
+}
+
 /// An error reply from the server (`-ERR ...`), delivered as a value.
 #[pyclass(module = "lockstep._core", name = "RespError", frozen, eq, hash)]
 #[derive(PartialEq, Eq, Hash)]
 pub struct RespError {
     #[pyo3(get)]
-    message: String,
+    pub(crate) message: String,
 }
 
 #[pymethods]
@@ -127,7 +139,7 @@ fn lossy<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &String::from_utf8_lossy(bytes))
 }
 
-fn reply_to_py<'py>(py: Python<'py>, reply: &Reply<'_>, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn reply_to_py<'py>(py: Python<'py>, reply: &Reply<'_>, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
     let seq = |items: &[Reply<'_>]| -> PyResult<Vec<Bound<'py, PyAny>>> {
         items.iter().map(|r| reply_to_py(py, r, as_key)).collect()
     };
@@ -210,6 +222,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack_command, m)?)?;
     m.add_function(wrap_pyfunction!(pack_commands, m)?)?;
     m.add_function(wrap_pyfunction!(pack_publish, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_each, m)?)?;
     m.add_class::<RespError>()?;
     m.add_class::<RespParser>()?;
     Ok(())

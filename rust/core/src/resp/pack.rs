@@ -58,3 +58,45 @@ pub fn pack_publish(out: &mut Vec<u8>, channel: &[u8], payloads: &[&[u8]]) {
         write_bulk(out, payload);
     }
 }
+
+/// Append one command per item: `prefix... item` (e.g. `XADD key * m <payload>`, `XACK key
+/// group <id>`), the shared prefix built once. An empty prefix is refused (no command name).
+pub fn pack_each(out: &mut Vec<u8>, prefix: &[Arg<'_>], items: &[&[u8]]) -> Result<(), CoreError> {
+    if prefix.is_empty() {
+        return Err(CoreError::InvalidArgument { reason: "pack_each needs a command name in its prefix".into() });
+    }
+    let mut head = Vec::with_capacity(64);
+    write_header(&mut head, b'*', prefix.len() + 1);
+    for arg in prefix {
+        match *arg {
+            Arg::Bytes(b) => write_bulk(&mut head, b),
+            Arg::Int(i) => write_bulk(&mut head, itoa::Buffer::new().format(i).as_bytes()),
+            Arg::UInt(u) => write_bulk(&mut head, itoa::Buffer::new().format(u).as_bytes()),
+        }
+    }
+    let body: usize = items.iter().map(|p| p.len() + 16).sum();
+    out.reserve(head.len() * items.len() + body);
+    for item in items {
+        out.extend_from_slice(&head);
+        write_bulk(out, item);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pack_each_repeats_the_prefix() {
+        let mut out = Vec::new();
+        pack_each(&mut out, &[Arg::Bytes(b"XACK"), Arg::Bytes(b"k"), Arg::Int(7)], &[b"1-0", b"2-0"]).unwrap();
+        let mut want = Vec::new();
+        for id in [&b"1-0"[..], b"2-0"] {
+            pack_command(&mut want, &[Arg::Bytes(b"XACK"), Arg::Bytes(b"k"), Arg::Int(7), Arg::Bytes(id)]).unwrap();
+        }
+        assert_eq!(out, want);
+        assert!(pack_each(&mut out, &[], &[b"x"]).is_err());
+    }
+}

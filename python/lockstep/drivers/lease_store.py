@@ -1,0 +1,231 @@
+"""The per-driver contract for fenced leases (locks, semaphores, multi-resource claims).
+
+:mod:`lockstep.leases` is written once over this contract; each driver that has
+:attr:`~lockstep.drivers.base.Capability.LOCKS` returns a :class:`LeaseStore` from
+``driver.lease_store(keys=..., session=..., owner=...)``, one per coordinator.
+
+A resource is ``(kind, name)``: ``kind`` is lockstep's own (``"lock"``, ``"sem"``,
+``"port"``, ``"claim"``), ``name`` a validated name. Every operation is identified
+by the lease's random ``token`` and is idempotent by it, so an operation whose reply
+was lost is resolved by running it again, never by guessing:
+
+* ``acquire`` grants every resource of the request or none (a token that already
+  holds them gets the same grant back, its expiry refreshed). When the request is
+  busy and ``queue_ttl`` is set, the token joins (or stays in) the FIFO queue of each
+  resource; a queue entry lives ``queue_ttl`` seconds unless refreshed by the next
+  attempt, so a waiter that dies or gives up never blocks the queue for long.
+* ``renew`` extends held leases (in one round trip where the backend allows) and says
+  which are still held, plus the backend's incarnation (Redis ``run_id``), so a restart
+  is noticed.
+* ``release`` drops the token's hold and queue entries and wakes the waiters that can
+  now go.
+* ``fenced_set`` writes only if the token still holds the resource with that fence
+  (and, for one slot, the fence is still the latest): checked on the backend itself.
+
+The rules for who is granted what are those of :class:`lockstep._core.LeaseTable`;
+the Redis Lua scripts follow the same ones (and hand a freed lock straight to a waiter
+for that one resource, see :mod:`.redis_leases`). Wake-ups: a waiter registers its token
+with :meth:`LeaseStore.register` *before* it first asks (so a release between its
+attempt and its wait is not missed), then sleeps in :meth:`LeaseStore.wait` until
+woken or until its timeout, whichever is first; each driver delivers wake-ups its own
+way and says how often a waiter must poll when no wake-up comes.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "QUEUE_TTL",
+    "AcquireRequest",
+    "Blocked",
+    "Busy",
+    "Grant",
+    "HolderInfo",
+    "LeaseStore",
+    "RenewItem",
+    "RenewReply",
+]
+
+#: Seconds a waiter's queue entry lives unless refreshed; waiters refresh it at least
+#: every QUEUE_TTL / 3 (their poll fallback), so only a dead one lets it expire. A lease
+#: handed over to a waiter by a release (Redis) first lives at most this long too.
+QUEUE_TTL = 3.0
+
+
+@dataclass(frozen=True)
+class AcquireRequest:
+    token: str
+    owner: str  #: the member asking, named in conflicts
+    kind: str
+    names: tuple[str, ...]
+    slots: int
+    ttl: float
+    queue_ttl: float | None = None  #: None: try once, do not join the queue
+    floors: tuple[int, ...] = ()  #: per name, the highest fence seen (0: none); raised to if above
+
+
+@dataclass(frozen=True)
+class Grant:
+    fences: tuple[int, ...]  #: one per name, in order
+    raised: tuple[str, ...] = ()  #: names whose counter was below its floor: the backend went backwards
+
+
+@dataclass(frozen=True)
+class Blocked:
+    name: str
+    holders: tuple[str, ...]  #: owners holding it
+    waiting_ahead: tuple[str, ...]  #: owners queued ahead of the request
+
+
+@dataclass(frozen=True)
+class Busy:
+    blockers: tuple[Blocked, ...]
+    retry_in: float | None  #: seconds until a holder or a waiter ahead expires
+    queued: bool
+
+    def conflicts(self) -> dict[str, str]:
+        """Each blocked name -> the member in the way (a holder, else the first in line)."""
+        out = {}
+        for b in self.blockers:
+            who = b.holders[0] if b.holders else (b.waiting_ahead[0] if b.waiting_ahead else "")
+            out[b.name] = who or "(unknown)"
+        return out
+
+
+@dataclass(frozen=True)
+class RenewItem:
+    token: str
+    kind: str
+    names: tuple[str, ...]
+    ttl: float
+
+
+@dataclass(frozen=True)
+class RenewReply:
+    held: list[bool]  #: per item, in order
+    epoch: str | None = None  #: the backend's incarnation (Redis run_id); None if unknown
+
+
+@dataclass(frozen=True)
+class HolderInfo:
+    owner: str
+    fence: int
+    expires_in: float  #: seconds, on the backend's clock
+
+
+@dataclass
+class _WakeSlot:
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop | None = None
+    handed_fence: int | None = None  #: set when the backend handed the lease over with the wake-up
+
+
+class LeaseStore(abc.ABC):
+    """One coordinator's access to the lease state of its backend."""
+
+    #: How often a waiter looks again when no wake-up comes, at most (seconds).
+    poll_max: float = QUEUE_TTL / 3
+    #: The backend's incarnation when the store was made (Redis run_id); None if not known.
+    epoch: str | None = None
+
+    def __init__(self, *, session: str, owner: str) -> None:
+        self.session = session  #: this coordinator's instance id; tokens start with it
+        self.owner = owner
+        self._slots: dict[str, _WakeSlot] = {}
+
+    # -- the operations ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy: ...
+
+    @abc.abstractmethod
+    async def renew(self, items: Sequence[RenewItem], *, timeout: float) -> RenewReply: ...
+
+    @abc.abstractmethod
+    async def release(self, token: str, kind: str, names: Sequence[str], *, timeout: float) -> bool:
+        """Drop the token's hold and queue entries; True if it held any (unexpired)."""
+
+    @abc.abstractmethod
+    async def fenced_set(
+        self, token: str, kind: str, name: str, fence: int, key: str, value: bytes, *, timeout: float
+    ) -> bool:
+        """Store ``value`` under the resource's ``key`` only if the lease holds it with ``fence``."""
+
+    @abc.abstractmethod
+    async def fenced_get(self, kind: str, name: str, key: str, *, timeout: float) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]: ...
+
+    async def close(self) -> None:
+        """Free what the store holds locally (subscriptions, lock files). Idempotent."""
+        for slot in self._slots.values():
+            slot.event.set()
+
+    # -- wake-ups ------------------------------------------------------------------------
+    async def prepare_wait(self, *, timeout: float) -> None:
+        """Make sure wake-ups can be delivered before a waiter first joins a queue."""
+
+    def poll_interval(self, attempt: int) -> float:
+        """Seconds to sleep before attempt ``attempt + 1`` when no wake-up comes."""
+        return self.poll_max
+
+    def register(self, token: str) -> None:
+        """Start catching wake-ups for ``token`` (call before its first attempt)."""
+        self._slots[token] = _WakeSlot(loop=asyncio.get_running_loop())
+
+    def unregister(self, token: str) -> None:
+        self._slots.pop(token, None)
+
+    async def wait(self, token: str, timeout: float) -> bool:
+        """Sleep until woken or ``timeout``; True if woken. Clears the wake-up."""
+        slot = self._slots.get(token)
+        if slot is None:
+            await asyncio.sleep(max(0.0, timeout))
+            return False
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                await slot.event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            slot.event.clear()
+        return True
+
+    def deliver(self, ticket: str, fence: int | None = None) -> None:
+        """Wake the waiter holding ``ticket`` (from this loop's thread).
+
+        ``fence``: the backend already granted the lease to the ticket (a hand-over).
+        """
+        slot = self._slots.get(ticket)
+        if slot is not None:
+            if fence is not None:
+                slot.handed_fence = fence
+            slot.event.set()
+
+    def handed_over(self, token: str) -> int | None:
+        """The fence of a lease handed over to ``token`` with a wake-up, once; else None."""
+        slot = self._slots.get(token)
+        if slot is None:
+            return None
+        fence, slot.handed_fence = slot.handed_fence, None
+        return fence
+
+    def deliver_threadsafe(self, ticket: str) -> None:
+        """Wake the waiter holding ``ticket`` from any thread."""
+        slot = self._slots.get(ticket)
+        if slot is not None and slot.loop is not None and not slot.loop.is_closed():
+            slot.loop.call_soon_threadsafe(slot.event.set)
+
+    def wake_all(self) -> None:
+        """Wake every waiter of this store (after a gap in wake-up delivery)."""
+        for slot in list(self._slots.values()):
+            slot.event.set()
+
+
+def resource_id(kind: str, name: str) -> str:
+    """One string per resource for the local drivers (kinds never contain ':')."""
+    return f"{kind}:{name}"

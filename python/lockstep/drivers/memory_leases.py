@@ -1,0 +1,147 @@
+"""Leases of the memory driver: one :class:`lockstep._core.LeaseTable` per memory space.
+
+Coordinators of one process naming the same space share its lease table, as clients
+of one Redis share its keys. Each operation runs under the space's lease lock on
+``time.monotonic()``. Wake-ups are direct: a release names the waiters that can now go,
+and their coordinators' events are set (thread-safely, in case they run other loops).
+A coordinator's leases and queue entries are freed when it closes. Fences and
+fenced values live as long as the process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from .._core import LeaseTable
+from ..errors import BackendUnavailable
+from .lease_store import (
+    AcquireRequest,
+    Blocked,
+    Busy,
+    Grant,
+    HolderInfo,
+    LeaseStore,
+    RenewItem,
+    RenewReply,
+    resource_id,
+)
+
+__all__ = ["MemoryLeaseStore"]
+
+T = TypeVar("T")
+
+
+class _SpaceLeases:
+    """The lease state of one memory space."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.table = LeaseTable()
+        self.values: dict[tuple[str, str], bytes] = {}  # (resource id, key) -> fenced value
+        self.stores: weakref.WeakValueDictionary[str, MemoryLeaseStore] = weakref.WeakValueDictionary()
+
+
+_SPACES: dict[str, _SpaceLeases] = {}
+_SPACES_LOCK = threading.Lock()
+
+
+def _space(name: str) -> _SpaceLeases:
+    with _SPACES_LOCK:
+        found = _SPACES.get(name)
+        if found is None:
+            found = _SPACES[name] = _SpaceLeases()
+        return found
+
+
+class MemoryLeaseStore(LeaseStore):
+    epoch = None
+
+    def __init__(self, space: str, *, session: str, owner: str) -> None:
+        super().__init__(session=session, owner=owner)
+        self.space_name = space
+        self._space: _SpaceLeases | None = _space(space)
+        self._space.stores[session] = self
+
+    def _run(self, fn: Callable[[_SpaceLeases, float], T]) -> T:
+        space = self._space
+        if space is None:
+            raise BackendUnavailable(f"memory://{self.space_name}: the coordinator is closed")
+        with space.lock:
+            return fn(space, time.monotonic())
+
+    def _wake(self, space: _SpaceLeases, tickets: Sequence[str]) -> None:
+        for ticket in tickets:
+            store = space.stores.get(ticket.partition(".")[0])
+            if store is not None:
+                store.deliver_threadsafe(ticket)
+
+    async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy:
+        ids = [resource_id(req.kind, n) for n in req.names]
+
+        def run(space: _SpaceLeases, now: float) -> Grant | Busy:
+            outcome = space.table.acquire(
+                req.token, req.owner, self.session, ids, req.slots, req.ttl, now,
+                req.queue_ttl, list(req.floors) or None,
+            )  # fmt: skip
+            if outcome[0] == "granted":
+                return Grant(tuple(outcome[1]), tuple(r.partition(":")[2] for r in outcome[2]))
+            _, blockers, retry_in, queued = outcome
+            return Busy(
+                tuple(Blocked(r.partition(":")[2], tuple(h), tuple(w)) for r, h, w in blockers), retry_in, queued
+            )
+
+        return self._run(run)
+
+    async def renew(self, items: Sequence[RenewItem], *, timeout: float) -> RenewReply:
+        def run(space: _SpaceLeases, now: float) -> RenewReply:
+            return RenewReply(
+                [
+                    space.table.renew(i.token, [resource_id(i.kind, n) for n in i.names], i.ttl, now)
+                    for i in items
+                ]
+            )
+
+        return self._run(run)
+
+    async def release(self, token: str, kind: str, names: Sequence[str], *, timeout: float) -> bool:
+        def run(space: _SpaceLeases, now: float) -> bool:
+            held, wake = space.table.release(token, [resource_id(kind, n) for n in names], now)
+            self._wake(space, wake)
+            return held
+
+        return self._run(run)
+
+    async def fenced_set(
+        self, token: str, kind: str, name: str, fence: int, key: str, value: bytes, *, timeout: float
+    ) -> bool:
+        rid = resource_id(kind, name)
+
+        def run(space: _SpaceLeases, now: float) -> bool:
+            if not space.table.is_held(token, rid, fence, now):
+                return False
+            space.values[(rid, key)] = value
+            return True
+
+        return self._run(run)
+
+    async def fenced_get(self, kind: str, name: str, key: str, *, timeout: float) -> bytes | None:
+        return self._run(lambda space, now: space.values.get((resource_id(kind, name), key)))
+
+    async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]:
+        def run(space: _SpaceLeases, now: float) -> list[HolderInfo]:
+            rows = space.table.holders(resource_id(kind, name), now)
+            return [HolderInfo(owner, fence, expires_at - now) for _, owner, _, fence, expires_at in rows]
+
+        return self._run(run)
+
+    async def close(self) -> None:
+        """Free this coordinator's leases and queue entries: the in-process "crash" cleanup."""
+        if self._space is not None:
+            self._run(lambda space, now: self._wake(space, space.table.release_session(self.session, now)[1]))
+            self._space.stores.pop(self.session, None)
+            self._space = None
+        await super().close()

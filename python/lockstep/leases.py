@@ -1,0 +1,493 @@
+"""Fenced, auto-renewed leases: locks, semaphores and all-or-nothing multi-resource claims.
+
+    async with coord.lock("test", ttl=30, wait=600) as lease:
+        lease.fence                     # strictly increasing per resource
+        await lease.fenced_set("result", b"...")   # refused once a newer holder exists
+        ...                             # leaving raises LeaseLost if the lease was lost
+
+``coord.lock()``, ``coord.semaphore()`` and ``coord.acquire_many()`` return a
+:class:`LeaseRequest`: ``await`` it for a held :class:`Lease` (release it yourself),
+or use it with ``async with`` (released on exit). ``wait`` bounds the whole wait
+(``0`` tries once); when it runs out, :class:`~lockstep.errors.LockTimeout` names the
+holders (``ClaimConflict`` for ``acquire_many``, naming each conflicting resource's holder).
+
+Guarantees (RELIABILITY.md promise 1): at most ``slots`` live holders per resource;
+each grant's fence is above every earlier one; one renewer per coordinator renews every
+lease at most every ttl/3 (jittered, batched in one round trip) and fires
+``lease.lost`` no later than the lease's local deadline (counted from when the request
+granting or renewing it was *sent*) when renewal keeps failing; release never forgets
+the token before the backend confirms it (it keeps retrying in the background until the
+lease's TTL has passed) and survives cancellation; a backend restart (Redis ``run_id``)
+or a fence going backwards reports leases lost instead of trusting a duplicate fence.
+
+The machinery is split: this module (the public objects and the per-coordinator
+:class:`LeaseManager`), :mod:`lockstep.waiting` (the FIFO wait with wake-ups) and
+:mod:`lockstep.renewer` (the one renewer task). Drivers implement
+:class:`lockstep.drivers.lease_store.LeaseStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Generator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .drivers.lease_store import Grant, HolderInfo, LeaseStore, RenewItem, resource_id
+from .errors import (
+    BackendError,
+    DataLossDetected,
+    InvalidInputError,
+    LeaseLost,
+    OutcomeUnknown,
+)
+from .names import validate_name
+from .renewer import Renewer
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+__all__ = ["HolderInfo", "Lease", "LeaseManager", "LeaseRequest", "LostSignal"]
+
+log = logging.getLogger("lockstep.leases")
+
+MIN_CALL = 0.05  # s: the shortest deadline a backend call is given
+KINDS_PATTERN = "lowercase letters, 1-16 of them"
+
+
+class LostSignal:
+    """``lease.lost``: awaitable (returns once the lease is lost), ``is_set()``, ``reason``.
+
+    ``is_set()`` also answers True once the lease's local deadline has passed, even if
+    the renewer (say, in a process that was paused) has not run since.
+    """
+
+    __slots__ = ("_event", "_lease", "reason")
+
+    def __init__(self, lease: Lease) -> None:
+        self._event = asyncio.Event()
+        self._lease = lease
+        self.reason: str | None = None
+
+    def is_set(self) -> bool:
+        lease = self._lease
+        if not self._event.is_set() and not lease.released and time.monotonic() >= lease.deadline:
+            self.fire("its deadline passed without a confirmed renewal")
+        return self._event.is_set()
+
+    def fire(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._event.wait().__await__()
+
+    def __repr__(self) -> str:
+        return f"<LostSignal {'lost: ' + str(self.reason) if self._event.is_set() else 'not lost'}>"
+
+
+class Lease:
+    """A held lease on one or more resources. See the module docstring."""
+
+    def __init__(
+        self,
+        manager: LeaseManager,
+        *,
+        token: str,
+        kind: str,
+        names: tuple[str, ...],
+        fences: Sequence[int],
+        ttl: float,
+        deadline: float,
+        expires_by: float,
+        epoch: str | None,
+    ) -> None:
+        self._manager = manager
+        self.token = token  #: random; identifies this grant to the backend (keep it private)
+        self.kind = kind
+        self.resources = names
+        self.fences: dict[str, int] = dict(zip(names, fences, strict=True))
+        self.holder: str = manager.coord.member
+        self.ttl = ttl
+        self.deadline = deadline  #: local monotonic time by which it is lost unless renewed
+        self.expires_by = expires_by  #: latest monotonic time the backend may still hold it
+        self.epoch = epoch  #: the backend incarnation it was granted under
+        self.released = False
+        self.lost = LostSignal(self)
+        self._outcome: asyncio.Future[bool] | None = None  # of the release, once it started
+
+    @property
+    def name(self) -> str:
+        """The resource (the first one, for a lease on several)."""
+        return self.resources[0]
+
+    @property
+    def fence(self) -> int:
+        """The fence of :attr:`name`; :attr:`fences` has one per resource."""
+        return self.fences[self.resources[0]]
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost.is_set() else ("released" if self.released else "held")
+        return f"<Lease {self.kind}:{','.join(self.resources)} fence={self.fence} {state}>"
+
+    def check(self) -> None:
+        """Raise LeaseLost unless the lease is held: lost, past its deadline, or released."""
+        if self.lost.is_set():
+            raise LeaseLost(f"lease on {self.kind} {self.name!r} (fence {self.fence}) was lost: {self.lost.reason}")
+        if self.released:
+            raise LeaseLost(f"lease on {self.kind} {self.name!r} (fence {self.fence}) was released")
+
+    async def release(self, *, timeout: float | None = None) -> bool:
+        """Release; True if this released it on the backend, False if it was no longer held
+        (an earlier try whose reply was lost may have released it).
+
+        Idempotent: calling again returns the same outcome. Safe under cancellation and
+        lost replies: the token is kept and the release retried by it (idempotent on
+        the backend) in a background task until the backend confirms or the lease's
+        TTL has passed. If no confirmation comes within ``timeout`` (default: the
+        coordinator's), OutcomeUnknown is raised while that task carries on.
+        """
+        return await self._manager.release(self, self._manager.coord._deadline(timeout))
+
+    async def extend(self, ttl: float | None = None, *, timeout: float | None = None) -> None:
+        """Renew now, optionally with a new ttl for this and later renewals; LeaseLost if gone."""
+        new_ttl = self.ttl if ttl is None else check_ttl(ttl)
+        self.check()
+        await self._manager.extend(self, new_ttl, timeout=self._manager.coord._deadline(timeout))
+
+    async def fenced_set(
+        self, key: str, value: bytes, *, resource: str | None = None, timeout: float | None = None
+    ) -> None:
+        """Write ``value`` under the resource's ``key`` only if this lease's fence is still the
+        resource's current one and the lease is held, checked on the backend; LeaseLost if not.
+
+        Read it back with ``coord.fenced_get(name, key, kind=...)``.
+        """
+        name = self.name if resource is None else resource
+        if name not in self.fences:
+            raise InvalidInputError(f"{name!r} is not one of this lease's resources {list(self.resources)}")
+        validate_name(key, what="key")
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise InvalidInputError(f"a fenced value must be bytes, got {type(value).__name__}")
+        await self._manager.fenced_set(self, name, key, bytes(value), timeout=self._manager.coord._deadline(timeout))
+
+
+class LeaseRequest:
+    """``await`` it for a held Lease, or ``async with`` it (acquired on enter, released on exit).
+
+    Leaving ``async with`` after the lease was lost raises LeaseLost (unless the body
+    already raised), so the guarded code can tell its work was not protected to the end.
+    """
+
+    def __init__(
+        self, coord: Coordinator, *, kind: str, names: tuple[str, ...], slots: int, ttl: float, wait: float
+    ) -> None:
+        self._coord = coord
+        self.kind, self.names, self.slots, self.ttl, self.wait = kind, names, slots, ttl, wait
+        self._lease: Lease | None = None
+
+    def __repr__(self) -> str:
+        return f"<LeaseRequest {self.kind}:{','.join(self.names)} slots={self.slots} ttl={self.ttl:g} wait={self.wait:g}>"
+
+    async def _acquire(self) -> Lease:
+        from .waiting import acquire_lease
+
+        manager = self._coord._lease_manager()
+        return await acquire_lease(
+            manager, kind=self.kind, names=self.names, slots=self.slots, ttl=self.ttl, wait=self.wait
+        )
+
+    def __await__(self) -> Generator[Any, None, Lease]:
+        return self._acquire().__await__()
+
+    async def __aenter__(self) -> Lease:
+        if self._lease is not None:
+            raise InvalidInputError(f"{self!r} is already held by an `async with`; make a new request")
+        self._lease = await self._acquire()
+        return self._lease
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        was_lost = lease.lost.is_set()
+        try:
+            await lease.release()
+        except BackendError as error:
+            # The release task keeps retrying by token until the TTL passes; the body's
+            # outcome stands.
+            log.warning("release of %s not confirmed yet: %s", lease, error)
+        if was_lost and exc_type is None:
+            raise LeaseLost(
+                f"lease on {lease.kind} {lease.name!r} (fence {lease.fence}) was lost before the "
+                f"`async with` block ended: {lease.lost.reason}"
+            )
+
+
+class LeaseManager:
+    """The lease machinery of one coordinator: its store, its held leases, its renewer."""
+
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+        self.session = secrets.token_hex(8)  #: this coordinator's instance id; tokens start with it
+        self.held = _core.HeldLeases(secrets.randbits(63))
+        self.leases: dict[str, Lease] = {}
+        self.renewer = Renewer(self)
+        self.epoch: str | None = None
+        self.closed = False
+        self.waiting: set[str] = set()  # tokens of acquires in progress
+        self._store: LeaseStore | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def store(self) -> LeaseStore:
+        if self._store is None:
+            self._store = self.coord.driver.lease_store(
+                keys=self.coord.keys, session=self.session, owner=self.coord.member
+            )
+            self.epoch = self._store.epoch
+        return self._store
+
+    def new_token(self) -> str:
+        return f"{self.session}.{secrets.token_hex(16)}"
+
+    # -- granted leases ----------------------------------------------------------------
+    def floors(self, kind: str, names: Sequence[str]) -> tuple[int, ...]:
+        """Per resource, the highest fence seen so far (0: none), sent with an acquire."""
+        return tuple(self.held.highest_fence(resource_id(kind, n)) or 0 for n in names)
+
+    def adopt(
+        self,
+        token: str,
+        kind: str,
+        names: tuple[str, ...],
+        grant: Grant,
+        ttl: float,
+        sent_at: float,
+        floors: Sequence[int],
+        first_ttl: float | None = None,
+    ) -> Lease:
+        """Turn a grant into a held, renewed Lease; a fence that went backwards is refused.
+
+        ``floors``: the highest fences seen when the request was sent. ``first_ttl``: the
+        grant lives this long from ``sent_at`` before its first renewal (a hand-over),
+        instead of ``ttl``.
+        """
+        ids = [resource_id(kind, n) for n in names]
+        problem = None
+        if grant.raised:
+            problem = f"the fence counter of {kind} {', '.join(grant.raised)} was below a fence seen before"
+        else:
+            for rid, fence, floor in zip(ids, grant.fences, floors, strict=True):
+                try:
+                    self.held.observe_fence(rid, fence, floor)
+                except DataLossDetected as exc:
+                    problem = str(exc)
+                    break
+        if problem is not None:
+            reason = f"the backend went backwards ({problem}): it lost acknowledged writes"
+            self.lose_all(reason)
+            self.spawn(self._release_by_token(token, kind, names, time.monotonic() + ttl))
+            raise DataLossDetected(f"{reason}; this grant was released; acquire again for a fresh fence")
+        deadline = self.held.insert(token, ids, list(grant.fences), first_ttl or ttl, sent_at)
+        lease = Lease(
+            self, token=token, kind=kind, names=names, fences=grant.fences, ttl=ttl,
+            deadline=deadline, expires_by=time.monotonic() + ttl, epoch=self.epoch,
+        )  # fmt: skip
+        self.leases[token] = lease
+        self.renewer.start()
+        return lease
+
+    def renewed(self, lease: Lease, sent_at: float, ttl: float) -> None:
+        deadline = self.held.renewed(lease.token, sent_at, ttl)
+        if deadline is not None:
+            lease.ttl, lease.deadline = ttl, deadline
+            lease.expires_by = time.monotonic() + ttl
+
+    def lose(self, token: str, reason: str) -> None:
+        """The lease is gone: fire ``lost``, stop renewing it, release it by token anyway."""
+        self.held.remove(token)
+        lease = self.leases.get(token)
+        if lease is not None:
+            lease.lost.fire(reason)
+            self.begin_release(lease)
+
+    def lose_all(self, reason: str, *, epoch_other_than: str | None = None) -> None:
+        for token, lease in list(self.leases.items()):
+            if epoch_other_than is None or lease.epoch != epoch_other_than:
+                self.lose(token, reason)
+
+    def note_epoch(self, epoch: str | None) -> None:
+        """A reply carried the backend's incarnation: if it changed, earlier leases are lost."""
+        if epoch is None or epoch == self.epoch:
+            return
+        previous, self.epoch = self.epoch, epoch
+        if previous is not None:
+            self.lose_all(
+                f"the backend restarted (run_id {previous[:12]}... -> {epoch[:12]}...): its lease "
+                "state may be older than what was acknowledged",
+                epoch_other_than=epoch,
+            )
+
+    # -- operations on a lease ---------------------------------------------------------
+    async def extend(self, lease: Lease, ttl: float, *, timeout: float) -> None:
+        sent_at = time.monotonic()
+        reply = await self.store.renew([RenewItem(lease.token, lease.kind, lease.resources, ttl)], timeout=timeout)
+        self.note_epoch(reply.epoch)
+        if not reply.held[0]:
+            self.lose(lease.token, "the backend no longer has it (expired or taken over)")
+            lease.check()
+        self.renewed(lease, sent_at, ttl)
+        lease.check()
+
+    async def fenced_set(self, lease: Lease, name: str, key: str, value: bytes, *, timeout: float) -> None:
+        ok = await self.store.fenced_set(
+            lease.token, lease.kind, name, lease.fences[name], key, value, timeout=timeout
+        )
+        if not ok:
+            reason = f"a fenced write was refused: fence {lease.fences[name]} is no longer current"
+            self.lose(lease.token, reason)
+            raise LeaseLost(f"lease on {lease.kind} {name!r} (fence {lease.fences[name]}): {reason}")
+
+    async def release(self, lease: Lease, timeout: float) -> bool:
+        """Release ``lease`` in this task (one round trip, the common case); should that be
+        cancelled or get no answer, a background task finishes the job by token."""
+        if lease._outcome is not None:
+            return await self._await_outcome(lease, timeout)
+        outcome = self._stop_holding(lease)
+        started = time.monotonic()
+        try:
+            held = await self.store.release(
+                lease.token, lease.kind, lease.resources, timeout=min(timeout, self.coord.timeout)
+            )
+        except asyncio.CancelledError:
+            self._finish_in_background(lease)
+            raise
+        except BackendError:
+            self._finish_in_background(lease)
+            return await self._await_outcome(lease, max(0.0, timeout - (time.monotonic() - started)))
+        outcome.set_result(held)
+        return held
+
+    async def _await_outcome(self, lease: Lease, timeout: float) -> bool:
+        assert lease._outcome is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(lease._outcome), timeout)
+        except TimeoutError:
+            raise OutcomeUnknown(
+                f"release of {lease.kind} {lease.name!r} not confirmed within {timeout:g} s; it is retried "
+                "in the background until the backend confirms or the lease's TTL passes"
+            ) from None
+
+    def _stop_holding(self, lease: Lease) -> asyncio.Future[bool]:
+        lease.released = True
+        self.held.remove(lease.token)
+        self.leases.pop(lease.token, None)
+        lease._outcome = asyncio.get_running_loop().create_future()
+        return lease._outcome
+
+    def begin_release(self, lease: Lease) -> asyncio.Future[bool]:
+        """Start (once) releasing ``lease`` in the background; the future gets the outcome."""
+        if lease._outcome is None:
+            self._stop_holding(lease)
+            self._finish_in_background(lease)
+        return lease._outcome  # type: ignore[return-value]
+
+    def _finish_in_background(self, lease: Lease) -> None:
+        outcome = lease._outcome
+        assert outcome is not None
+        task = self.spawn(self._release_by_token(lease.token, lease.kind, lease.resources, lease.expires_by))
+
+        def settle(done: asyncio.Task[bool]) -> None:
+            if not outcome.done():
+                ok = not done.cancelled() and done.exception() is None
+                outcome.set_result(done.result() if ok else False)
+
+        task.add_done_callback(settle)
+
+    async def _release_by_token(self, token: str, kind: str, names: Sequence[str], until: float) -> bool:
+        """Release by token (idempotent), retrying until confirmed or the TTL passed."""
+        attempt = 0
+        while True:
+            left = until - time.monotonic()
+            try:
+                return await self.store.release(token, kind, names, timeout=max(MIN_CALL, min(self.coord.timeout, left)))
+            except BackendError as exc:
+                if time.monotonic() >= until:
+                    log.warning("gave up releasing %s %s: its TTL has passed (%s)", kind, list(names), exc)
+                    return False
+                await asyncio.sleep(min(0.02 * 2**attempt, 1.0, max(0.0, until - time.monotonic())))
+                attempt = min(attempt + 1, 10)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Release every held lease (bounded by the coordinator's timeout), stop the renewer."""
+        if self.closed:
+            return
+        self.closed = True
+        give_up = time.monotonic() + self.coord.timeout
+        if self._store is not None:
+            self._store.wake_all()  # waiters see `closed`, leave their queues and raise
+        while self.waiting and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
+        await self.renewer.stop()
+        for lease in list(self.leases.values()):
+            self.begin_release(lease)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=max(0.05, give_up - time.monotonic()))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        if self._store is not None:
+            await self._store.close()
+
+
+# -- argument checks (synchronous, at the call) -------------------------------------------
+def check_ttl(ttl: object) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not (math.isfinite(ttl) and ttl > 0):
+        raise InvalidInputError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def check_wait(wait: object) -> float:
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not (math.isfinite(wait) and wait >= 0):
+        raise InvalidInputError(f"wait must be 0 (try once) or a positive number of seconds, got {wait!r}")
+    return float(wait)
+
+
+def check_kind(kind: object) -> str:
+    if not (isinstance(kind, str) and 1 <= len(kind) <= 16 and kind.isascii() and kind.isalpha() and kind.islower()):
+        raise InvalidInputError(f"kind must be {KINDS_PATTERN} (e.g. 'lock', 'port', 'claim'), got {kind!r}")
+    return kind
+
+
+def request(
+    coord: Coordinator, kind: str, names: object, *, slots: object = 1, ttl: object, wait: object
+) -> LeaseRequest:
+    """Check every argument now and build the request (nothing is sent until awaited)."""
+    kind = check_kind(kind)
+    if isinstance(names, str) or not isinstance(names, Sequence | set | frozenset | tuple | list):
+        raise InvalidInputError(f"resources must be a list of names, got {type(names).__name__}")
+    checked = tuple(validate_name(n, what=kind) for n in names)
+    if not checked:
+        raise InvalidInputError("resources must name at least one resource")
+    dupes = sorted({n for n in checked if checked.count(n) > 1})
+    if dupes:
+        raise InvalidInputError(f"resources are listed twice: {dupes}")
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 2**31 - 1:
+        raise InvalidInputError(f"slots must be a whole number from 1 to 2**31-1, got {slots!r}")
+    return LeaseRequest(coord, kind=kind, names=checked, slots=slots, ttl=check_ttl(ttl), wait=check_wait(wait))

@@ -1,0 +1,327 @@
+//! Messages on the way in: pub/sub push frames and stream-read replies found in parsed RESP
+//! replies, the payload of a stream entry, and per-sender sequence tracking that tells a
+//! subscriber exactly which messages it missed.
+//!
+//! Everything here borrows the parser's buffer: nothing is copied until the glue builds
+//! Python objects, in one pass per socket read.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::envelope::{self, Codec, Decoded};
+use crate::error::CoreError;
+use crate::resp::Reply;
+
+/// What one reply on a subscribed (RESP2) connection is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PushFrame<'a> {
+    /// `message` (`pattern` None) or `pmessage`.
+    Message { pattern: Option<&'a [u8]>, channel: &'a [u8], payload: &'a [u8] },
+    /// `subscribe`, `unsubscribe`, `psubscribe`, `punsubscribe` confirmations.
+    Subscription { kind: &'a [u8], channel: Option<&'a [u8]>, count: i64 },
+    /// The answer to `PING` while subscribed: `["pong", payload]` (or `+PONG`).
+    Pong(&'a [u8]),
+    /// An error reply (`-ERR ...`).
+    Error(&'a [u8]),
+    /// Anything else: the connection is not speaking pub/sub as expected.
+    Unexpected,
+}
+
+fn bulk<'a>(reply: Option<&Reply<'a>>) -> Option<&'a [u8]> {
+    match reply {
+        Some(Reply::Bulk(b) | Reply::Simple(b)) => Some(b),
+        _ => None,
+    }
+}
+
+/// Classify one reply read on a subscribed connection.
+pub fn classify_push<'a>(reply: &Reply<'a>) -> PushFrame<'a> {
+    let items = match reply {
+        Reply::Array(items) | Reply::Push(items) => items,
+        Reply::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => return PushFrame::Pong(b""),
+        Reply::Error(e) => return PushFrame::Error(e),
+        _ => return PushFrame::Unexpected,
+    };
+    let Some(kind) = bulk(items.first()) else { return PushFrame::Unexpected };
+    match (kind, items.len()) {
+        (b"message", 3) => match (bulk(items.get(1)), bulk(items.get(2))) {
+            (Some(channel), Some(payload)) => PushFrame::Message { pattern: None, channel, payload },
+            _ => PushFrame::Unexpected,
+        },
+        (b"pmessage", 4) => match (bulk(items.get(1)), bulk(items.get(2)), bulk(items.get(3))) {
+            (Some(pattern), Some(channel), Some(payload)) => {
+                PushFrame::Message { pattern: Some(pattern), channel, payload }
+            }
+            _ => PushFrame::Unexpected,
+        },
+        (b"subscribe" | b"unsubscribe" | b"psubscribe" | b"punsubscribe", 3) => {
+            let count = match items.get(2) {
+                Some(Reply::Integer(n)) => *n,
+                _ => return PushFrame::Unexpected,
+            };
+            PushFrame::Subscription { kind, channel: bulk(items.get(1)), count }
+        }
+        (b"pong", 2) => PushFrame::Pong(bulk(items.get(1)).unwrap_or_default()),
+        _ => PushFrame::Unexpected,
+    }
+}
+
+/// One stream entry: its id and its field/value pairs (`None` when the entry was deleted,
+/// as `XREADGROUP` reports a pending entry that no longer exists).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEntry<'a> {
+    pub id: &'a [u8],
+    pub fields: Option<Vec<(&'a [u8], &'a [u8])>>,
+}
+
+fn malformed(what: &str) -> CoreError {
+    CoreError::protocol(0, format!("unexpected reply shape: {what}"))
+}
+
+/// `[[id, [field, value, ...]], ...]`: the entries of `XRANGE`, `XCLAIM`, one stream of `XREAD`.
+pub fn stream_entries<'a>(reply: &Reply<'a>) -> Result<Vec<StreamEntry<'a>>, CoreError> {
+    let items = match reply {
+        Reply::Array(items) => items,
+        Reply::Nil => return Ok(Vec::new()),
+        _ => return Err(malformed("expected an array of stream entries")),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Reply::Array(pair) = item else { return Err(malformed("expected a stream entry [id, fields]")) };
+        let Some(id) = bulk(pair.first()) else { return Err(malformed("expected a stream entry id")) };
+        let fields = match pair.get(1) {
+            None | Some(Reply::Nil) => None,
+            Some(Reply::Array(flat)) => {
+                if flat.len() % 2 != 0 {
+                    return Err(malformed("odd number of field/value items in a stream entry"));
+                }
+                let mut fields = Vec::with_capacity(flat.len() / 2);
+                for chunk in flat.chunks_exact(2) {
+                    match (bulk(chunk.first()), bulk(chunk.get(1))) {
+                        (Some(f), Some(v)) => fields.push((f, v)),
+                        _ => return Err(malformed("stream entry fields must be strings")),
+                    }
+                }
+                Some(fields)
+            }
+            Some(_) => return Err(malformed("expected the fields of a stream entry")),
+        };
+        out.push(StreamEntry { id, fields });
+    }
+    Ok(out)
+}
+
+/// The entries read from each stream: `(key, entries)`.
+pub type StreamBatches<'a> = Vec<(&'a [u8], Vec<StreamEntry<'a>>)>;
+
+/// An `XREAD`/`XREADGROUP` reply: `[[key, entries], ...]`, or nil when `BLOCK` timed out.
+pub fn stream_read<'a>(reply: &Reply<'a>) -> Result<StreamBatches<'a>, CoreError> {
+    let streams = match reply {
+        Reply::Nil => return Ok(Vec::new()),
+        Reply::Array(streams) => streams,
+        // RESP3 servers answer with a map; lockstep speaks RESP2, but read it all the same.
+        Reply::Map(pairs) => {
+            let mut out = Vec::with_capacity(pairs.len());
+            for (key, entries) in pairs {
+                let Some(key) = bulk(Some(key)) else { return Err(malformed("expected a stream key")) };
+                out.push((key, stream_entries(entries)?));
+            }
+            return Ok(out);
+        }
+        _ => return Err(malformed("expected the streams of an XREAD reply")),
+    };
+    let mut out = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let Reply::Array(pair) = stream else { return Err(malformed("expected [key, entries]")) };
+        let Some(key) = bulk(pair.first()) else { return Err(malformed("expected a stream key")) };
+        let entries = pair.get(1).ok_or_else(|| malformed("expected the entries of a stream"))?;
+        out.push((key, stream_entries(entries)?));
+    }
+    Ok(out)
+}
+
+/// The field lockstep writes each message into (`XADD key * m <envelope>`).
+pub const PAYLOAD_FIELD: &[u8] = b"m";
+
+/// Append `text` as a JSON string (quoted and escaped) to `out`.
+pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(b"\\u00");
+                let hex = b"0123456789abcdef";
+                let v = c as u32;
+                out.push(hex.get((v >> 4) as usize).copied().unwrap_or(b'0'));
+                out.push(hex.get((v & 0xf) as usize).copied().unwrap_or(b'0'));
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// The message payload of a stream entry. lockstep writes one field, `m`. An entry added by
+/// another client (`XADD key * field value ...`) is delivered as its single value, or, with
+/// several fields, as a JSON object of them (fields and values must then be UTF-8 text;
+/// otherwise the first value is delivered).
+pub fn entry_payload<'a>(fields: &[(&'a [u8], &'a [u8])]) -> Cow<'a, [u8]> {
+    if let Some((_, value)) = fields.iter().find(|(f, _)| *f == PAYLOAD_FIELD) {
+        return Cow::Borrowed(value);
+    }
+    match fields {
+        [] => Cow::Borrowed(b""),
+        [(_, value)] => Cow::Borrowed(value),
+        many => {
+            let mut out = Vec::with_capacity(many.iter().map(|(f, v)| f.len() + v.len() + 6).sum::<usize>() + 2);
+            out.push(b'{');
+            for (index, (field, value)) in many.iter().enumerate() {
+                let (Ok(field), Ok(value)) = (std::str::from_utf8(field), std::str::from_utf8(value)) else {
+                    return Cow::Borrowed(many.first().map(|(_, v)| *v).unwrap_or_default());
+                };
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_json_string(&mut out, field);
+                out.push(b':');
+                write_json_string(&mut out, value);
+            }
+            out.push(b'}');
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// Decode a payload in whichever codec its envelope marker names (msgpack or JSON); a
+/// payload with neither marker is foreign and delivered whole.
+pub fn decode_any(payload: &[u8], max_size: usize) -> Result<(Decoded<'_>, Codec), CoreError> {
+    let codec = if payload.starts_with(envelope::MSGPACK_MARKER) { Codec::Msgpack } else { Codec::Json };
+    envelope::decode(codec, payload, max_size).map(|d| (d, codec))
+}
+
+/// Inclusive range of sequence numbers a subscriber missed from one sender.
+pub type Missed = (u64, u64);
+
+/// The last sequence number seen per sender stream. A sender stream is the sender name plus
+/// the random prefix of its message ids (`"<prefix><seq>"`), so a restarted sender, or two
+/// coordinators sharing a member name, each count from 1 without looking like a gap.
+#[derive(Debug)]
+pub struct SeqTracker {
+    last: HashMap<Box<[u8]>, u64>,
+    key: Vec<u8>,
+    capacity: usize,
+}
+
+impl SeqTracker {
+    /// Remember at most `capacity` sender streams (the oldest are forgotten past it, which can
+    /// only hide a gap of a sender silent for that long, never invent one).
+    pub fn new(capacity: usize) -> Self {
+        SeqTracker { last: HashMap::new(), key: Vec::with_capacity(64), capacity: capacity.max(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
+    /// The part of `id` that names the sender stream: `id` without its trailing `seq` digits
+    /// when it ends with them (lockstep's ids do), else the whole id is not a stream and the
+    /// sender alone counts.
+    fn stream_prefix(id: &str, seq: u64) -> &str {
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(seq);
+        id.strip_suffix(text).unwrap_or("")
+    }
+
+    /// Record `seq` from `sender`; returns the range missed just before it, if any.
+    pub fn observe(&mut self, sender: &str, id: &str, seq: u64) -> Option<Missed> {
+        self.key.clear();
+        self.key.extend_from_slice(sender.as_bytes());
+        self.key.push(0);
+        self.key.extend_from_slice(Self::stream_prefix(id, seq).as_bytes());
+        if let Some(last) = self.last.get_mut(self.key.as_slice()) {
+            let previous = *last;
+            if seq > previous {
+                *last = seq;
+                if seq > previous.saturating_add(1) {
+                    return Some((previous + 1, seq - 1));
+                }
+            }
+            return None;
+        }
+        if self.last.len() >= self.capacity {
+            // Forget half, arbitrarily: bounded memory under a flood of one-shot senders.
+            let drop: Vec<Box<[u8]>> = self.last.keys().take(self.capacity / 2 + 1).cloned().collect();
+            for key in drop {
+                self.last.remove(&key);
+            }
+        }
+        self.last.insert(self.key.clone().into_boxed_slice(), seq);
+        None
+    }
+
+    /// Forget every sender (e.g. after a replay that is not contiguous with what came before).
+    pub fn clear(&mut self) {
+        self.last.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn tracker_reports_exact_ranges_per_sender_stream() {
+        let mut t = SeqTracker::new(100);
+        assert_eq!(t.observe("a", "p-1", 1), None);
+        assert_eq!(t.observe("a", "p-2", 2), None);
+        assert_eq!(t.observe("a", "p-6", 6), Some((3, 5)));
+        assert_eq!(t.observe("a", "p-6", 6), None, "a duplicate is not a gap");
+        assert_eq!(t.observe("a", "p-4", 4), None, "an old one is not a gap");
+        assert_eq!(t.observe("a", "q-1", 1), None, "a restarted sender starts a new stream");
+        assert_eq!(t.observe("b", "p-9", 9), None, "the first message of a sender is no gap");
+        assert_eq!(t.observe("c", "x", 9), None);
+        assert_eq!(t.observe("c", "y", 11), Some((10, 10)), "ids without the seq count per sender");
+        assert_eq!(t.observe("c", "z", 12), None);
+    }
+
+    #[test]
+    fn tracker_stays_bounded() {
+        let mut t = SeqTracker::new(10);
+        for i in 0..1000 {
+            t.observe(&format!("s{i}"), "p-1", 1);
+        }
+        assert!(t.len() <= 10);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = Vec::new();
+        write_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#.as_bytes().to_vec());
+        let parsed: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn entry_payloads() {
+        assert_eq!(entry_payload(&[(b"x", b"1"), (b"m", b"env")]).as_ref(), b"env");
+        assert_eq!(entry_payload(&[(b"data", b"{\"a\":1}")]).as_ref(), b"{\"a\":1}");
+        let many = entry_payload(&[(b"a", b"1"), (b"b", b"two")]);
+        assert_eq!(many.as_ref(), br#"{"a":"1","b":"two"}"#);
+        assert_eq!(entry_payload(&[(b"a", b"\xff"), (b"b", b"2")]).as_ref(), b"\xff");
+        assert_eq!(entry_payload(&[]).as_ref(), b"");
+    }
+}
