@@ -22,6 +22,7 @@ The box is shared: read the ratios, not the absolutes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -59,7 +60,7 @@ def _worker(impl: str, url: str, start_at: float, end_at: float, out: str) -> No
                 while time.monotonic() < end_at:
                     lease = await coord.lock("handover", ttl=10, wait=30)
                     got = time.monotonic()
-                    time.sleep(HOLD)  # as the sync baselines hold it
+                    time.sleep(HOLD)  # noqa: ASYNC251 -- held as the sync baselines hold it
                     letting_go = time.monotonic()
                     await lease.release()
                     spans.append((got, letting_go))
@@ -106,10 +107,10 @@ def handover(impl: str, url: str, workdir: Path) -> dict[str, float]:
         for data in (json.loads(out.read_text()) for out in outs)
         for got, letting_go in data["spans"]
     )
-    for (_, end, _), (nxt, _, _) in zip(events, events[1:]):
+    for (_, end, _), (nxt, _, _) in itertools.pairwise(events):
         assert nxt >= end, f"{impl}: two holders at once"
-    gaps = sorted((nxt - end) * 1000 for (_, end, _), (nxt, _, _) in zip(events, events[1:]))
-    repeats = sum(1 for (_, _, a), (_, _, b) in zip(events, events[1:]) if a == b)
+    gaps = sorted((nxt - end) * 1000 for (_, end, _), (nxt, _, _) in itertools.pairwise(events))
+    repeats = sum(1 for (_, _, a), (_, _, b) in itertools.pairwise(events) if a == b)
     return {
         "p50": statistics.median(gaps),
         "p99": gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
@@ -150,10 +151,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield s
 
 
+OPEN: list[Any] = []  # coordinators to close before the loop
+
+
 @pytest.fixture(scope="module")
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
+    for coord in OPEN:
+        loop.run_until_complete(coord.close())
     loop.close()
 
 
@@ -170,6 +176,7 @@ def _lockstep_rounds(loop: asyncio.AbstractEventLoop, url: str) -> Callable[[], 
     import lockstep
 
     coord = loop.run_until_complete(lockstep.connect(url, namespace="bench", timeout=10).open())
+    OPEN.append(coord)
 
     async def cycles() -> None:
         for _ in range(CYCLES):

@@ -36,12 +36,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import limits  # noqa: E402
-import pyrate_limiter  # noqa: E402
-from limits import storage, strategies  # noqa: E402
+import limits
+import lockstep
+import pyrate_limiter
+from limits import storage, strategies
 
-import lockstep  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer
 
 BATCH = 1000
 REDIS_BATCH = 300

@@ -31,11 +31,13 @@ __all__ = [
     "ReplyReader",
     "decode_batch",
     "decode_envelope",
+    "encode_array",
     "encode_batch",
     "encode_envelope",
     "pack_command",
     "pack_commands",
     "pack_each",
+    "pack_envelopes",
     "pack_publish",
     "parse_rate",
     "rate_clock_us",
@@ -182,6 +184,26 @@ _PushEvent: TypeAlias = tuple[Any, ...]
 """``(kind, channel, count)`` for subscribe/unsubscribe confirmations, ``("pong", payload)``,
 ``("error", message)`` or ``("unexpected", text)``."""
 
+def pack_envelopes(
+    prefix: Sequence[bytes | str],
+    array: bytes,
+    sender: str,
+    seq_start: int,
+    ts: float,
+    id_prefix: str,
+    max_size: int = 1048576,
+) -> tuple[bytes, int]:
+    """The publish hot path: every item of ``array`` (a JSON array, as msgspec encodes a list)
+    as an envelope (seqs from ``seq_start``, ids ``f"{id_prefix}{seq}"``), each written as
+    the command ``*prefix, envelope`` (``PUBLISH channel``, ``XADD key * m``) into one buffer.
+    Returns ``(buffer, count)``. All or nothing: EnvelopeError for a malformed array or item,
+    MessageTooLargeError for an envelope over ``max_size``."""
+
+def encode_array(
+    array: bytes, sender: str, seq_start: int, ts: float, id_prefix: str, max_size: int = 1048576
+) -> list[bytes]:
+    """The envelopes of every item of ``array`` (JSON), as ``encode_batch`` makes them."""
+
 @final
 class MessageDecoder:
     """Turns payloads into messages for one subscription or consumer. Envelopes (JSON or
@@ -268,9 +290,10 @@ class HeldLeases:
     def remove(self, token: str) -> bool: ...
     def next_wakeup(self) -> float | None:
         """When the renewer must next wake (a renewal or a deadline); None when empty."""
-    def observe_fence(self, resource: str, fence: int, floor: int) -> None:
-        """Note a fence granted by a request sent when ``highest_fence(resource)`` was
-        ``floor`` (0: none); a fence not above ``floor`` raises DataLossDetected (with
+    def observe_fence(self, resource: str, fence: int, floor: int | None = None) -> None:
+        """Note a granted fence; one not above the highest seen so far (or, given, above
+        ``floor``: what ``highest_fence(resource)`` said when the request was sent, 0 for
+        none, so concurrent grants may arrive in any order) raises DataLossDetected (with
         ``resource``, ``fence``, ``highest``)."""
     def highest_fence(self, resource: str) -> int | None: ...
     def deadline(self, token: str) -> float | None: ...

@@ -48,7 +48,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("url", nargs="?", help="backend URL (default: $LOCKSTEP_URL, config, file driver)")
     s.add_argument("--namespace", help="namespace (default: $LOCKSTEP_NAMESPACE, config, 'default')")
     s.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
-                   help="redraw every SECONDS (default 2) until Ctrl-C")  # fmt: skip
+                   help="redraw every SECONDS (default 2) until Ctrl-C; give the URL first")  # fmt: skip
     w = sub.add_parser("sweep", help="reap dead agents now and print what was freed")
     w.add_argument("url", nargs="?", help="backend URL (default: $LOCKSTEP_URL, config, file driver)")
     w.add_argument("--namespace", help="namespace (default: $LOCKSTEP_NAMESPACE, config, 'default')")

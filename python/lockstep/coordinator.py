@@ -27,7 +27,8 @@ from .errors import CapabilityError, ConfigError
 from .keys import Keyspace
 from .membership import Agent, AgentRequest, MemberInfo, Membership
 from .drivers.member_store import MemoryUsage
-from .leases import HolderInfo, LeaseManager, LeaseRequest
+from .lease_manager import LeaseManager
+from .leases import HolderInfo, LeaseRequest
 from .leases import request as lease_request
 from .messaging import Consumer, Messaging, Subscription
 from .names import validate_name

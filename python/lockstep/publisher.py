@@ -24,8 +24,8 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, overload
 
 import msgspec
 
@@ -37,21 +37,58 @@ from .errors import EnvelopeError, LockstepError, OutcomeUnknown, Timeout
 __all__ = ["Publisher"]
 
 _GRACE = 0.5  # s
+_ENVELOPE_ROOM = 1024  # bytes an envelope adds to its data, with room to spare
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
 
 
 class _Request:
     """One publish/publish_many call waiting for its flush."""
 
-    __slots__ = ("channel", "datas", "future", "ids", "payloads", "single")
+    __slots__ = ("channel", "datas", "future", "ids", "single")
 
     def __init__(self, channel: str, datas: list[Any], future: asyncio.Future[Any], single: bool) -> None:
         self.channel = channel
         self.datas = datas
         self.future = future
         self.single = single  # one publish(): the future gets the id, not a list
-        self.payloads: list[bytes] = []
-        self.ids: list[str] = []
+        self.ids: Sequence[str] = ()
+
+
+class MessageIds(Sequence[str]):
+    """The ids of one ``publish_many``: ``f"{prefix}{seq}"`` for consecutive seqs, made on
+    demand (a list of 10,000 strings nobody reads is not free)."""
+
+    __slots__ = ("count", "first", "prefix")
+
+    def __init__(self, prefix: str, first: int, count: int) -> None:
+        self.prefix, self.first, self.count = prefix, first, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if index < 0:
+            index += self.count
+        if not 0 <= index < self.count:
+            raise IndexError("message id index out of range")
+        return f"{self.prefix}{self.first + index}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.prefix, self.first, self.count))
+
+    def __repr__(self) -> str:
+        return repr(list(self)) if self.count <= 5 else f"<{self.count} message ids {self[0]}..{self[-1]}>"
 
 
 class _Channel:
@@ -118,61 +155,69 @@ class Publisher:
         self._scheduled, self._deadline = False, math.inf
         by_channel: dict[str, list[_Request]] = {}
         for request in requests:
-            try:
-                encode = self._encoder.encode
-                request.payloads = [encode(d) for d in request.datas]
-            except _ENCODE_ERRORS as e:
-                request.future.set_exception(EnvelopeError(f"cannot encode data for {request.channel!r} as JSON: {e}"))
-                continue
             by_channel.setdefault(request.channel, []).append(request)
         batches = []
         now = time.time()
         for channel, group in by_channel.items():
-            envelopes = self._envelopes(channel, group, now)
-            if envelopes:
-                batches.append(OutgoingBatch(channel, envelopes, self._retention(channel)))
+            batch = self._batch(channel, group, now)
+            if batch is not None:
+                batches.append(batch)
+        waiting = [r for group in by_channel.values() for r in group if not r.future.done()]
         if not batches:
             return
-        waiting = [r for group in by_channel.values() for r in group if not r.future.done()]
         task = asyncio.ensure_future(self._send(batches, waiting, flush_state, timeout))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    def _envelopes(self, channel: str, group: list[_Request], now: float) -> list[bytes]:
-        """Envelopes for a channel's requests, in order. A request whose data breaks a
-        limit (size) fails alone; the sequence stays gap-free for the others."""
+    def _batch(self, channel: str, group: list[_Request], now: float) -> OutgoingBatch | None:
+        """One channel's requests as one batch: their data encoded by ONE msgspec call (a
+        JSON array), enveloped later by the Rust core. A request whose data cannot be
+        encoded, or would make an envelope over the size limit, fails alone; the others
+        keep a gap-free sequence."""
         state = self._channel(channel)
-        payloads = [p for r in group for p in r.payloads]
+        datas = group[0].datas if len(group) == 1 else [d for r in group for d in r.datas]
         try:
-            envelopes = _core.encode_batch(
-                payloads, self.sender, state.next_seq, now, state.prefix, "json", self.max_size
-            )
-        except LockstepError:
-            envelopes = []
-            for request in group:
-                try:
-                    part = _core.encode_batch(
-                        request.payloads, self.sender, state.next_seq + len(envelopes), now,
-                        state.prefix, "json", self.max_size,
-                    )
+            array = self._encoder.encode(datas)
+        except _ENCODE_ERRORS:
+            array = None
+        # An item can only break the size limit if the whole array comes near it.
+        if array is None or len(array) > self.max_size - _ENVELOPE_ROOM:
+            group, array = self._isolate(channel, group, state, now)
+        if not group:
+            return None
+        seq = state.next_seq
+        for request in group:
+            request.ids = MessageIds(state.prefix, seq, len(request.datas))
+            seq += len(request.datas)
+        count = seq - state.next_seq
+        batch = OutgoingBatch(
+            channel, array, count, self.sender, state.next_seq, now, state.prefix, self._retention(channel), self.max_size
+        )
+        state.next_seq = seq
+        return batch
+
+    def _isolate(
+        self, channel: str, group: list[_Request], state: _Channel, now: float
+    ) -> tuple[list[_Request], bytes]:
+        """The careful path (an item failed to encode, or the flush is big): encode each
+        request alone, size-check those that could be too large, fail the bad ones."""
+        good: list[_Request] = []
+        parts: list[bytes] = []
+        for request in group:
+            try:
+                array = self._encoder.encode(request.datas)
+            except _ENCODE_ERRORS as e:
+                request.future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))
+                continue
+            if len(array) > self.max_size - _ENVELOPE_ROOM:
+                try:  # the real envelopes: MessageTooLargeError names the item and its size
+                    _core.encode_array(array, self.sender, state.next_seq, now, state.prefix, self.max_size)
                 except LockstepError as e:
                     request.future.set_exception(e)
                     continue
-                self._assign(request, state, state.next_seq + len(envelopes))
-                envelopes += part
-            state.next_seq += len(envelopes)
-            return envelopes
-        seq = state.next_seq
-        for request in group:
-            self._assign(request, state, seq)
-            seq += len(request.payloads)
-        state.next_seq = seq
-        return envelopes
-
-    @staticmethod
-    def _assign(request: _Request, state: _Channel, first: int) -> None:
-        prefix = state.prefix
-        request.ids = [f"{prefix}{seq}" for seq in range(first, first + len(request.payloads))]
+            good.append(request)
+            parts.append(array[1:-1])
+        return good, b"[" + b",".join(parts) + b"]"
 
     async def _send(
         self, batches: list[OutgoingBatch], requests: list[_Request], flush_state: FlushState, timeout: float

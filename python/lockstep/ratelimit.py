@@ -55,11 +55,18 @@ import math
 import time
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ._core import Decision, RateRule, RateTable
-from .errors import BackendUnavailable, ConfigError, InvalidInputError, LockstepError, OutcomeUnknown, Timeout
 from .drivers.rate_store import KEY_WHAT, RateStore
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    InvalidInputError,
+    LockstepError,
+    OutcomeUnknown,
+    Timeout,
+)
 from .names import validate_name
 from .ratelimit_lease import LeasedUnits
 
@@ -137,7 +144,7 @@ class RateLimiter:
             self._leases = self._make_leases(lease, lease_ttl)
             self.try_acquire_nowait = self._leases.pool.spend  # type: ignore[method-assign]
         elif self._store.local:
-            self.try_acquire_nowait = self._store.acquire_nowait  # type: ignore[method-assign]
+            self.try_acquire_nowait = self._store.acquire_nowait  # type: ignore[method-assign,assignment]
 
     def _make_leases(self, lease: object, lease_ttl: float | None) -> LeasedUnits:
         if not isinstance(lease, int) or isinstance(lease, bool) or lease < 1:
@@ -254,7 +261,7 @@ class RateLimiter:
         if self._leases is not None:
             await self._leases.close(timeout=self._coord._deadline(timeout))
 
-    async def __aenter__(self) -> RateLimiter:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

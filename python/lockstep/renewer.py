@@ -26,7 +26,7 @@ from .drivers.lease_store import RenewItem
 from .errors import BackendError
 
 if TYPE_CHECKING:
-    from .leases import LeaseManager
+    from .lease_manager import LeaseManager
 
 __all__ = ["Renewer"]
 

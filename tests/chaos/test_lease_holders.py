@@ -15,10 +15,10 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.drivers.lease_store import QUEUE_TTL
+
 from tests.chaos.workers import Worker, stop_all
 from tests.conftest import driver_url
 from tests.support.redis_server import RedisServer

@@ -25,9 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import lockstep
+import pytest
 
 from tests.chaos.workers import Worker, stop_all
 from tests.support.faultproxy import FaultProxy

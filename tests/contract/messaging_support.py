@@ -20,7 +20,7 @@ async def publish_raw(coord: lockstep.Coordinator, request: pytest.FixtureReques
     scheme = coord.settings.scheme
     store = coord.messaging.store
     if scheme == "memory":
-        await store.send([OutgoingBatch(channel, [payload])], flush=FlushState(), timeout=2)
+        await store.send([OutgoingBatch.foreign(channel, [payload])], flush=FlushState(), timeout=2)
     elif scheme == "file":
         await store.run("ensure tables", lambda c, now: None, timeout=2, write=False)
         with sqlite3.connect(str(coord.driver.path), timeout=5) as conn:

@@ -12,10 +12,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-import pytest
-
 import lockstep
-from lockstep.errors import ClaimConflict, InvalidInputError, InvalidNameError, LeaseLost, LockTimeout
+import pytest
+from lockstep.errors import (
+    ClaimConflict,
+    InvalidInputError,
+    InvalidNameError,
+    LeaseLost,
+    LockTimeout,
+)
 
 WAKE_BOUND = 0.25  # s: a woken waiter has the lock this soon after the release
 
@@ -374,3 +379,15 @@ async def test_closing_the_coordinator_ends_its_waits(connect, bob) -> None:
     assert time.monotonic() - started < 2
     await held.release()
     assert await bob.lease_holders("busy") == []
+
+
+async def test_a_short_ttl_waiter_served_after_a_long_wait_holds_a_live_lease(alice, bob) -> None:
+    held = await alice.lock("short", ttl=5, wait=1)
+    waiter = asyncio.create_task(bob.lock("short", ttl=0.3, wait=5)._acquire())
+    await asyncio.sleep(1.2)  # several of the waiter's ttls in line
+    await held.release()
+    lease = await asyncio.wait_for(waiter, 3)
+    assert lease.deadline - time.monotonic() > 0.1 and not lease.lost.is_set()
+    await asyncio.sleep(0.8)  # renewed from then on
+    lease.check()
+    await lease.release()

@@ -7,9 +7,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.ratelimit import Decision, RateLimiter
 
 ALGORITHMS = ["gcra", "sliding_window"]
@@ -166,3 +165,23 @@ async def test_decision_reports_the_deciding_clock(coord: lockstep.Coordinator) 
     assert before - 0.05 <= decision.at <= after + 0.05
     assert "RateLimiter 'clock' 5/1s gcra (burst 1)" in repr(limiter)
     assert repr(decision).startswith("Decision(allowed=True")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_idle_limits_vanish_from_the_backend(coord: lockstep.Coordinator, algorithm: str) -> None:
+    limiter = coord.rate_limit("idle", "5/0.2s", algorithm=algorithm)  # type: ignore[arg-type]
+    assert (await limiter.acquire("k")).allowed
+    state = limiter._store.state_key("k")
+    stored = [state, f"{state}|log"] if coord.driver.name.startswith("redis") and algorithm != "gcra" else [state]
+    if coord.driver.name != "memory":
+        for key in stored:
+            ttl = await coord.driver.ttl(key, timeout=1.0)
+            assert ttl is not None and 0 < ttl <= 0.21, (key, ttl)
+    await asyncio.sleep(0.25)
+    if coord.driver.name == "memory":
+        assert limiter._store.table.live_keys() == 0  # type: ignore[attr-defined]
+    elif coord.driver.name == "file":
+        assert await coord.driver.get(state, timeout=1.0) is None
+    else:  # a hash (and a sorted set): gone, not merely emptied
+        assert await coord.driver.hgetall(state, timeout=1.0) == {}
+        assert [await coord.driver.ttl(key, timeout=1.0) for key in stored] == [None] * len(stored)

@@ -7,10 +7,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.ratelimit import Decision
+
 from tests.support.faultproxy import FaultProxy
 from tests.support.redis_server import RedisServer
 
@@ -95,6 +95,7 @@ async def test_a_lost_reply_counts_as_spent(proxied: tuple[lockstep.Coordinator,
     """Scenario 5 for the counters: the script ran, its reply was lost; the unit stays spent."""
     coord, proxy = proxied
     limiter = coord.rate_limit("lost", "3/10s", algorithm=algorithm, burst=3 if algorithm == "gcra" else None)  # type: ignore[arg-type]
+    assert (await limiter.peek("k")).allowed  # loads the script: a lost NOSCRIPT reply would spend nothing
     proxy.drop_replies(count=1)
     with pytest.raises(lockstep.OutcomeUnknown, match="count as spent"):
         await limiter.acquire("k")

@@ -13,11 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.cfn import APIKeyRotator, KeyUsageStats, RotatorResult
 from lockstep.drivers.memory import space
+
 from tests.support.redis_server import RedisServer
 
 SECRET_KEYS = ["sk-live-QWERTY0SECRET0one", "sk-live-QWERTY0SECRET0two", "sk-live-QWERTY0SECRET0three"]
@@ -123,7 +123,7 @@ async def test_backoff_caps_jitter_and_success_on_a_later_attempt(coord: lockste
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    limited = dict(call=Provider(), rate_limit_threshold=1, window=60.0, sleep=fake_sleep)
+    limited = {"call": Provider(), "rate_limit_threshold": 1, "window": 60.0, "sleep": fake_sleep}
     capped = APIKeyRotator(coord, SECRET_KEYS[:1], max_attempts=3, name="capped", **limited)  # type: ignore[arg-type]
     await capped.make_request(0)
     with pytest.raises(lockstep.RateLimited):

@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from lockstep import _core
 from lockstep.errors import DataLossDetected, InvalidInputError
 
@@ -31,13 +30,16 @@ def test_held_leases_schedule_renewals_and_deadlines() -> None:
 
 def test_fence_regressions_raise_data_loss_with_details() -> None:
     held = _core.HeldLeases()
-    held.observe_fence("lock:a", 10, 0)
+    held.observe_fence("lock:a", 10)
     assert held.highest_fence("lock:a") == 10
     held.observe_fence("lock:a", 9, 8)  # a concurrent grant arriving late: fine
     with pytest.raises(DataLossDetected) as info:
         held.observe_fence("lock:a", 3, 10)
     assert (info.value.resource, info.value.fence, info.value.highest) == ("lock:a", 3, 10)
     assert "went backwards" in str(info.value)
+    with pytest.raises(DataLossDetected):
+        held.observe_fence("lock:a", 10)  # no floor: against the highest so far
+    held.observe_fence("lock:a", 11)
 
 
 def test_lease_table_shapes() -> None:

@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from lockstep import _core
-from lockstep.errors import ConfigError, InvalidInputError, InvalidNameError, LockstepError
+from lockstep.errors import (
+    ConfigError,
+    InvalidInputError,
+    InvalidNameError,
+    LockstepError,
+)
 
 T0 = 1_700_000_000_000_000  # microseconds
 SECOND = 1_000_000
@@ -246,9 +250,9 @@ def test_fuzzed_stored_states_get_typed_errors(state: bytes, now: int, units: in
         _, good, _ = r.acquire_state(None, 1, T0)
         assert good is not None
         for data in (state, good[: len(state) % (len(good) + 1)], good[:-1] + state[:1], state + good):
-            _typed(lambda d=data: r.acquire_state(d, 1, now))
-            _typed(lambda d=data: r.refund_state(d, now, units, T0))
-            _typed(lambda d=data: r.lease_state(d, 1, units, 1000, now))
+            _typed(lambda d=data, r=r: r.acquire_state(d, 1, now))
+            _typed(lambda d=data, r=r: r.refund_state(d, now, units, T0))
+            _typed(lambda d=data, r=r: r.lease_state(d, 1, units, 1000, now))
 
 
 def test_bad_keys_are_name_errors() -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "QUEUE_TTL",
@@ -119,9 +119,20 @@ class HolderInfo:
 
 @dataclass
 class _WakeSlot:
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    loop: asyncio.AbstractEventLoop | None = None
+    loop: asyncio.AbstractEventLoop
+    woken: bool = False  #: a wake-up came and was not yet seen by wait()
+    waiter: asyncio.Future[bool] | None = None  #: wait() sleeping on it
     handed_fence: int | None = None  #: set when the backend handed the lease over with the wake-up
+
+    def wake(self) -> None:
+        self.woken = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(True)
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class LeaseStore(abc.ABC):
@@ -162,8 +173,7 @@ class LeaseStore(abc.ABC):
 
     async def close(self) -> None:
         """Free what the store holds locally (subscriptions, lock files). Idempotent."""
-        for slot in self._slots.values():
-            slot.event.set()
+        self.wake_all()
 
     # -- wake-ups ------------------------------------------------------------------------
     async def prepare_wait(self, *, timeout: float) -> None:
@@ -175,25 +185,27 @@ class LeaseStore(abc.ABC):
 
     def register(self, token: str) -> None:
         """Start catching wake-ups for ``token`` (call before its first attempt)."""
-        self._slots[token] = _WakeSlot(loop=asyncio.get_running_loop())
+        self._slots[token] = _WakeSlot(asyncio.get_running_loop())
 
     def unregister(self, token: str) -> None:
         self._slots.pop(token, None)
 
     async def wait(self, token: str, timeout: float) -> bool:
-        """Sleep until woken or ``timeout``; True if woken. Clears the wake-up."""
+        """Sleep until woken or ``timeout``; True if woken (a wake-up is seen once)."""
         slot = self._slots.get(token)
         if slot is None:
             await asyncio.sleep(max(0.0, timeout))
             return False
-        try:
-            async with asyncio.timeout(max(0.0, timeout)):
-                await slot.event.wait()
-        except TimeoutError:
-            return False
-        finally:
-            slot.event.clear()
-        return True
+        if not slot.woken:
+            waiter = slot.waiter = slot.loop.create_future()
+            timer = slot.loop.call_later(max(0.0, timeout), _time_out, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                slot.waiter = None
+        woken, slot.woken = slot.woken, False
+        return woken
 
     def deliver(self, ticket: str, fence: int | None = None) -> None:
         """Wake the waiter holding ``ticket`` (from this loop's thread).
@@ -204,7 +216,7 @@ class LeaseStore(abc.ABC):
         if slot is not None:
             if fence is not None:
                 slot.handed_fence = fence
-            slot.event.set()
+            slot.wake()
 
     def handed_over(self, token: str) -> int | None:
         """The fence of a lease handed over to ``token`` with a wake-up, once; else None."""
@@ -217,13 +229,13 @@ class LeaseStore(abc.ABC):
     def deliver_threadsafe(self, ticket: str) -> None:
         """Wake the waiter holding ``ticket`` from any thread."""
         slot = self._slots.get(ticket)
-        if slot is not None and slot.loop is not None and not slot.loop.is_closed():
-            slot.loop.call_soon_threadsafe(slot.event.set)
+        if slot is not None and not slot.loop.is_closed():
+            slot.loop.call_soon_threadsafe(self.deliver, ticket)
 
     def wake_all(self) -> None:
         """Wake every waiter of this store (after a gap in wake-up delivery)."""
         for slot in list(self._slots.values()):
-            slot.event.set()
+            slot.wake()
 
 
 def resource_id(kind: str, name: str) -> str:

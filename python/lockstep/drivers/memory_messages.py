@@ -357,8 +357,9 @@ class MemoryMessageStore(MessageStore):
             for batch in batches:
                 wire = self.wire(batch.channel)
                 log = self.space.log(wire)
-                ids = log.append(batch.envelopes, now)
-                posts += [(feed, wire, batch.envelopes, ids) for feed in log.feeds]
+                envelopes = batch.envelopes()
+                ids = log.append(envelopes, now)
+                posts += [(feed, wire, envelopes, ids) for feed in log.feeds]
                 log.trim(batch.retention, now)
                 if log.waiters:
                     log.wake()

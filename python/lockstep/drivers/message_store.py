@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import msgspec
 
+from .. import _core
 from .._core import MessageDecoder
 from ..errors import InvalidInputError
 
@@ -114,11 +115,41 @@ DEFAULT_RETENTION = Retention()
 
 @dataclass(frozen=True)
 class OutgoingBatch:
-    """Envelopes for one channel, in publish order."""
+    """One channel's messages of a flush, in publish order, not yet enveloped: ``array`` is
+    their data as one JSON array (one msgspec call for the whole batch), and the Rust core
+    wraps each item in its envelope (seqs from ``seq_start``, ids ``id_prefix + seq``) only
+    where the store writes it, straight into the command buffer for Redis. ``raw`` payloads
+    are sent as they are (what a foreign publisher would send; tests use it)."""
 
     channel: str
-    envelopes: list[bytes]
+    array: bytes
+    count: int
+    sender: str = ""
+    seq_start: int = 1
+    ts: float = 0.0
+    id_prefix: str = ""
     retention: Retention = DEFAULT_RETENTION
+    max_size: int = _core.DEFAULT_MAX_SIZE
+    raw: tuple[bytes, ...] | None = None
+
+    @classmethod
+    def foreign(cls, channel: str, payloads: Sequence[bytes]) -> OutgoingBatch:
+        return cls(channel, b"", len(payloads), raw=tuple(payloads))
+
+    def envelopes(self) -> list[bytes]:
+        """One envelope per message (for stores that keep them one by one)."""
+        if self.raw is not None:
+            return list(self.raw)
+        return _core.encode_array(self.array, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size)
+
+    def pack(self, prefix: Sequence[str]) -> bytes:
+        """One command ``*prefix, envelope`` per message, in one buffer."""
+        if self.raw is not None:
+            return _core.pack_each(prefix, self.raw)
+        buffer, _ = _core.pack_envelopes(
+            prefix, self.array, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size
+        )
+        return buffer
 
 
 class FlushState:

@@ -74,10 +74,11 @@ class RateStore(abc.ABC):
         self.keys = keys
         self.name = name
         self.rule = rule
+        self._prefix = keys.key("rate", name)
 
     def state_key(self, key: str) -> str:
         """The backend key of one limiter key: ``ls:NS:{rate:NAME}:KEY`` (one hash slot per limit)."""
-        return self.keys.key("rate", self.name, validate_name(key, what=KEY_WHAT))
+        return f"{self._prefix}:{validate_name(key, what=KEY_WHAT)}"
 
     @staticmethod
     async def close_shared(driver: Any) -> None:

@@ -28,7 +28,7 @@ from ..errors import BackendError, BackendUnavailable, OutcomeUnknown, ProtocolE
 if TYPE_CHECKING:
     from .redis import RedisDriver
 
-__all__ = ["ConnectionLost", "Replies", "RespConnection", "tls_context"]
+__all__ = ["ConnectionLost", "Replies", "RespConnection", "SkipReplies", "send_or_unknown", "tls_context"]
 
 Taker = Callable[[_core.ReplyReader], Any]
 INCOMPLETE: Any = object()  # a taker's "not all my replies are here yet"
@@ -50,6 +50,24 @@ class Replies:
     def __call__(self, reader: _core.ReplyReader) -> Any:
         self.got += reader.take(self.count - len(self.got))
         return self.got if len(self.got) == self.count else INCOMPLETE
+
+
+class SkipReplies:
+    """A taker for ``count`` replies nobody needs (PUBLISH counts, XADD ids): consumed in
+    Rust without building them; the result is the first error reply, or None."""
+
+    __slots__ = ("error", "left")
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.error: Any = None
+
+    def __call__(self, reader: _core.ReplyReader) -> Any:
+        taken, error = reader.skip(self.left)
+        self.left -= taken
+        if error is not None and self.error is None:
+            self.error = error
+        return INCOMPLETE if self.left else self.error
 
 
 def tls_context(opts: dict[str, Any]) -> ssl.SSLContext:
@@ -231,9 +249,3 @@ async def send_or_unknown(
     except ConnectionLost as e:
         raise OutcomeUnknown(f"{what} was sent but the connection was lost before the reply ({e}); "
                              "it may or may not have taken effect") from None
-
-
-def raise_reply_errors(replies: Sequence[Any], what: str) -> None:
-    for reply in replies:
-        if isinstance(reply, _core.RespError):
-            raise BackendError(f"{what} failed: {reply}")

@@ -71,7 +71,8 @@ class _Link(asyncio.Protocol):
 
     def close(self, error: BaseException | None = None) -> None:
         if self.transport is not None:
-            self.transport.abort()
+            with contextlib.suppress(RuntimeError):  # its loop is already closed
+                self.transport.abort()
         if not self.closed.done():
             self.closed.set_result(error)
 

@@ -25,7 +25,8 @@ from .. import _core
 from .._core import MessageDecoder
 from ..keys import Keyspace
 from .message_store import Feed, FlushState, Inbox, MessageStore, OutgoingBatch
-from .redis_connection import Replies, RespConnection, raise_reply_errors, send_or_unknown
+from ..errors import BackendError
+from .redis_connection import RespConnection, SkipReplies, send_or_unknown
 from .redis_subscriber import RedisSubscriberFeed
 
 if TYPE_CHECKING:
@@ -80,15 +81,16 @@ class RedisPubSubStore(MessageStore):
 
     async def send(self, batches: Sequence[OutgoingBatch], *, flush: FlushState, timeout: float) -> None:
         conn = await self.publisher.get(timeout)
-        buffer = b"".join(_core.pack_publish(self.wire(b.channel), b.envelopes) for b in batches)
-        count = sum(len(b.envelopes) for b in batches)
+        buffer = b"".join(b.pack(("PUBLISH", self.wire(b.channel))) for b in batches)
+        count = sum(b.count for b in batches)
         what = f"{self.driver.name}: PUBLISH of {count} message(s)"
 
         def sent() -> None:
             flush.sent = True
 
-        replies = await send_or_unknown(conn, buffer, Replies(count), what=what, on_sent=sent)
-        raise_reply_errors(replies, what)
+        error = await send_or_unknown(conn, buffer, SkipReplies(count), what=what, on_sent=sent)
+        if error is not None:
+            raise BackendError(f"{what} failed: {error}")
         await conn.drain()
 
     def open_feed(

@@ -29,7 +29,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .._core import Decision, RateRule, RespError, pack_command
-from ..errors import BackendError, BackendUnavailable, ConfigError, OutcomeUnknown, Timeout
+from ..errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    LockstepError,
+    OutcomeUnknown,
+    Timeout,
+)
 from .rate_store import Grant, RateStore, decision_from_row
 from .redis_connection import ConnectionLost, Replies, RespConnection
 from .redis_pubsub import SharedConnection
@@ -54,6 +61,11 @@ _CONNECTIONS: weakref.WeakKeyDictionary[RedisDriver, SharedConnection] = weakref
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux: the peer shut down its side
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def _peer_gone(conn: RespConnection) -> bool:
     """Whether the server closed or reset the connection, though the loop has not seen it yet."""
     transport = conn.transport
@@ -71,7 +83,7 @@ def _describe_fingerprint(fingerprint: str) -> str:
     try:
         algorithm, limit, period_us, burst = fingerprint.split(":")
         return RateRule(algorithm, int(limit), int(period_us), int(burst) if algorithm == "gcra" else None).describe()
-    except Exception:  # a foreign or damaged value: show it as it is
+    except (ValueError, LockstepError):  # a foreign or damaged value: show it as it is
         return repr(fingerprint[:80])
 
 
@@ -107,17 +119,20 @@ class RedisRateStore(RateStore):
         shared = _CONNECTIONS.get(self.driver)
         if shared is None:
             shared = _CONNECTIONS.setdefault(self.driver, SharedConnection(self.driver, "rate limits"))
-        conn = await shared.get(max(0.001, give_up - loop.time()))  # BackendUnavailable: nothing sent
-        if _peer_gone(conn):  # e.g. Redis restarted: reconnect rather than send into a dead socket
-            conn.close()
+        conn = shared.conn
+        if conn is None or conn.closed:
+            conn = await shared.get(max(0.001, give_up - loop.time()))  # BackendUnavailable: nothing sent
+        elif _peer_gone(conn):
+            conn.close()  # e.g. Redis restarted: reconnect rather than send into a dead socket
             conn = await shared.get(max(0.001, give_up - loop.time()))
         try:
             future = conn.request(packed, Replies(1))
         except ConnectionLost as exc:
             raise BackendUnavailable(f"{what} was not sent: {exc}; it did not run") from None
+        # A bare timer is cheaper than asyncio.timeout() on this path; it fails only this future.
+        timer = loop.call_at(give_up, _expire, future)
         try:
-            async with asyncio.timeout_at(give_up):
-                return (await future)[0]
+            return (await future)[0]
         except TimeoutError:
             conn.close(TimeoutError(f"{what} got no reply in time"))  # never match a late reply
             if idempotent:
@@ -130,6 +145,8 @@ class RedisRateStore(RateStore):
                 raise BackendUnavailable(f"{what} failed: {exc}") from None
             raise OutcomeUnknown(f"{what} was sent but the connection was lost ({exc}); it may or may not have "
                                  "taken effect") from None  # fmt: skip
+        finally:
+            timer.cancel()
 
     async def _eval(self, op: str, key: str, *args: int, timeout: float, read_only: bool = False) -> Any:
         keys = self._keys(key)

@@ -122,9 +122,9 @@ class RedisStreamsStore(MessageStore):
         trims: list[tuple[str, tuple[Any, ...]]] = []
         count = 0
         for b in batches:
-            parts.append(_core.pack_each(("XADD", self.wire(b.channel), "*", "m"), b.envelopes))
-            count += len(b.envelopes)
-            trim = self._trim_command(b.channel, b.retention, len(b.envelopes))
+            parts.append(b.pack(("XADD", self.wire(b.channel), "*", "m")))
+            count += b.count
+            trim = self._trim_command(b.channel, b.retention, b.count)
             if trim is not None:
                 trims.append((b.channel, trim))
         if trims:

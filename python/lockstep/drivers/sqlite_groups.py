@@ -103,12 +103,37 @@ class SqliteGroupReader(GroupReader):
         next_idle = None if soonest is None else soonest + spec.idle
         return rows, deleted, dead, lost, next_idle
 
+    def _anything(self, conn: Conn, now: float) -> tuple[bool, float | None]:
+        """A read-only look: is there anything to take (new or idle entries)? And when is
+        the next pending entry due? Spares the write lock for the common empty wake-up."""
+        key = (self.wire, self.spec.group)
+        new = conn.execute(
+            "SELECT 1 FROM msg_group g JOIN msg_log l ON l.channel = g.channel AND l.id > g.last_id "
+            "WHERE g.channel = ? AND g.grp = ? LIMIT 1",
+            key,
+        ).fetchone()
+        group = conn.execute("SELECT 1 FROM msg_group WHERE channel = ? AND grp = ?", key).fetchone()
+        soonest = conn.execute(
+            "SELECT min(delivered_at) FROM msg_pending WHERE channel = ? AND grp = ?", key
+        ).fetchone()[0]
+        due = soonest is not None and soonest + self.spec.idle <= now
+        return bool(new or due or group is None), None if soonest is None else soonest + self.spec.idle
+
     async def read(self, *, wait: float, timeout: float) -> GroupBatch:
         spec = self.spec
         doorbell = self.store.doorbell
         deadline = time.monotonic() + wait
         while True:
             seen = doorbell.current()
+            anything, next_idle = await self.store.read("consume check", self._anything, timeout=timeout)
+            if not anything:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return GroupBatch([], [], [], [], [])
+                if next_idle is not None:
+                    left = min(left, max(next_idle - time.time(), 0.001))
+                await doorbell.changed(seen, left)
+                continue
             rows, deleted, dead, lost, next_idle = await self.store.run(
                 "consume", self._take, timeout=timeout, write=True
             )

@@ -111,22 +111,30 @@ def _load(conn: sqlite3.Connection, table: LeaseTable, ids: Sequence[str]) -> di
 
 
 def _save(conn: sqlite3.Connection, table: LeaseTable, before: dict[str, Any]) -> None:
+    """Write back what the operation changed (most operations touch one or two rows)."""
     for rid, old in before.items():
         new = table.dump(rid)
         if new is None or new == old:
             continue
         slots, fence, holders, waiters = new
-        conn.execute(
-            "INSERT INTO lease_resource (resource, slots, fence) VALUES (?, ?, ?) ON CONFLICT (resource) "
-            "DO UPDATE SET slots = excluded.slots, fence = max(fence, excluded.fence)",
-            (rid, slots, fence),
-        )
-        conn.execute("DELETE FROM lease_holder WHERE resource = ?", (rid,))
-        conn.executemany("INSERT INTO lease_holder VALUES (?, ?, ?, ?, ?, ?)", [(rid, *h) for h in holders])
-        conn.execute("DELETE FROM lease_waiter WHERE resource = ?", (rid,))
-        conn.executemany(
-            "INSERT INTO lease_waiter VALUES (?, ?, ?, ?, ?, ?)", [(rid, i, *w) for i, w in enumerate(waiters)]
-        )
+        old_slots, old_fence, old_holders, old_waiters = old or (None, None, [], [])
+        if (slots, fence) != (old_slots, old_fence):
+            conn.execute(
+                "INSERT INTO lease_resource (resource, slots, fence) VALUES (?, ?, ?) ON CONFLICT (resource) "
+                "DO UPDATE SET slots = excluded.slots, fence = max(fence, excluded.fence)",
+                (rid, slots, fence),
+            )
+        if holders != old_holders:
+            kept = {h[0] for h in holders}
+            gone = [(rid, h[0]) for h in old_holders if h[0] not in kept]
+            conn.executemany("DELETE FROM lease_holder WHERE resource = ? AND token = ?", gone)
+            fresh = [(rid, *h) for h in holders if h not in old_holders]
+            conn.executemany("INSERT OR REPLACE INTO lease_holder VALUES (?, ?, ?, ?, ?, ?)", fresh)
+        if waiters != old_waiters:  # the order matters: write the line again
+            conn.execute("DELETE FROM lease_waiter WHERE resource = ?", (rid,))
+            conn.executemany(
+                "INSERT INTO lease_waiter VALUES (?, ?, ?, ?, ?, ?)", [(rid, i, *w) for i, w in enumerate(waiters)]
+            )
 
 
 class SqliteLeaseStore(LeaseStore):

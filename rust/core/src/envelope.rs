@@ -166,7 +166,7 @@ impl EncodedBatch {
     }
 
     /// The envelopes, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(self.ends.iter().copied()).map(|(s, e)| self.buf.get(s..e).unwrap_or_default())
     }
@@ -244,12 +244,28 @@ fn classify_foreign(payload: &[u8]) -> Kind {
 
 /// Decode one payload: an envelope, or a foreign message delivered whole.
 pub fn decode(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'_>, CoreError> {
+    decode_checking(codec, payload, max_size, wire_json::DataCheck::Full)
+}
+
+/// [`decode`] for a caller that parses JSON data itself right after, in a batch: the
+/// data of a canonical JSON envelope is only checked to be shaped like one value (see
+/// `wire_json::DataCheck::Shape`), so malformed data surfaces from that parse instead.
+pub fn decode_for_batch(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'_>, CoreError> {
+    decode_checking(codec, payload, max_size, wire_json::DataCheck::Shape)
+}
+
+fn decode_checking(
+    codec: Codec,
+    payload: &[u8],
+    max_size: usize,
+    data_check: wire_json::DataCheck,
+) -> Result<Decoded<'_>, CoreError> {
     check_size(payload.len(), max_size)?;
     if !is_envelope(codec, payload) {
         return Ok(Decoded { meta: None, data: payload, kind: classify_foreign(payload) });
     }
     let (meta, data) = match codec {
-        Codec::Json => wire_json::read(payload)?,
+        Codec::Json => wire_json::read_checking(payload, data_check)?,
         Codec::Msgpack => wire_msgpack::read(payload)?,
     };
     let named = |e: CoreError| CoreError::envelope(e.to_string());

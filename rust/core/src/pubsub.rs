@@ -201,10 +201,54 @@ pub fn entry_payload<'a>(fields: &[(&'a [u8], &'a [u8])]) -> Cow<'a, [u8]> {
 }
 
 /// Decode a payload in whichever codec its envelope marker names (msgpack or JSON); a
-/// payload with neither marker is foreign and delivered whole.
+/// payload with neither marker is foreign and delivered whole. JSON data is only checked
+/// for shape here: the caller decodes it right after (see `envelope::decode_for_batch`).
 pub fn decode_any(payload: &[u8], max_size: usize) -> Result<(Decoded<'_>, Codec), CoreError> {
     let codec = if payload.starts_with(envelope::MSGPACK_MARKER) { Codec::Msgpack } else { Codec::Json };
-    envelope::decode(codec, payload, max_size).map(|d| (d, codec))
+    envelope::decode_for_batch(codec, payload, max_size).map(|d| (d, codec))
+}
+
+/// The top-level elements of a JSON array, split without parsing them (strings and nesting
+/// are followed, so a comma inside either never splits). Whitespace between elements is
+/// allowed; the elements themselves are checked when their envelopes are encoded.
+pub fn split_json_array(array: &[u8]) -> Result<Vec<&[u8]>, CoreError> {
+    let bad = |what: &str| CoreError::envelope(format!("expected a JSON array of items: {what}"));
+    let trimmed = array.trim_ascii();
+    let inner = trimmed.strip_prefix(b"[").and_then(|r| r.strip_suffix(b"]")).ok_or_else(|| bad("no [...]"))?;
+    let mut out = Vec::new();
+    if inner.trim_ascii().is_empty() {
+        return Ok(out);
+    }
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0usize);
+    for (i, &b) in inner.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.checked_sub(1).ok_or_else(|| bad("unbalanced brackets"))?,
+            b',' if depth == 0 => {
+                out.push(inner.get(start..i).unwrap_or_default().trim_ascii());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 {
+        return Err(bad("an unterminated string or bracket"));
+    }
+    out.push(inner.get(start..).unwrap_or_default().trim_ascii());
+    if out.iter().any(|item| item.is_empty()) {
+        return Err(bad("an empty element"));
+    }
+    Ok(out)
 }
 
 /// Inclusive range of sequence numbers a subscriber missed from one sender.
@@ -313,6 +357,16 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#.as_bytes().to_vec());
         let parsed: String = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn arrays_split_into_their_elements() {
+        let parts = split_json_array(br#"[1, {"a":[1,2],"b":"x,]"}, "q\"," ,[[]]]"#).unwrap();
+        assert_eq!(parts, vec![&b"1"[..], br#"{"a":[1,2],"b":"x,]"}"#, br#""q\",""#, b"[[]]"]);
+        assert!(split_json_array(b"[]").unwrap().is_empty());
+        for bad in [&b"1,2"[..], b"[1,]", b"[,1]", b"[1", b"[\"a]", b"[{]", b"[1]]"] {
+            assert!(split_json_array(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

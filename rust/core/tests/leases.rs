@@ -191,7 +191,9 @@ fn random_operations_never_panic_and_keep_the_invariants() {
             0 | 1 => {
                 let before: Vec<bool> =
                     res.iter().map(|r| t.holders(r, now).iter().any(|h| h.token == token)).collect();
-                if let Ok(Acquire::Granted { fences, .. }) = t.acquire(&req(&token, &res, slots, rng.below(2) == 0), now) {
+                if let Ok(Acquire::Granted { fences, .. }) =
+                    t.acquire(&req(&token, &res, slots, rng.below(2) == 0), now)
+                {
                     for ((r, f), held) in res.iter().zip(fences).zip(before) {
                         let h = highest.entry((*r).to_owned()).or_insert(0);
                         if held {
@@ -229,5 +231,5 @@ fn random_operations_never_panic_and_keep_the_invariants() {
     assert!(t.acquire(&req("t", &["r", "r"], 1, false), 0.0).is_err());
     assert!(t.acquire(&req("t", &["r"], 1, false), f64::NAN).is_err());
     let mut held = HeldLeases::new(9);
-    assert!(held.observe_fence("", 1, 0).is_err());
+    assert!(held.observe_fence("", 1, None).is_err());
 }

@@ -288,3 +288,43 @@ fn mutated_valid_streams_never_panic() {
         }
     }
 }
+
+/// The subscriber's fast path reads exactly what the general parser reads, in any chunking,
+/// and leaves everything else (other replies, partial frames, odd lengths) to it.
+#[test]
+fn message_frames_fast_path_agrees_with_the_general_parser() {
+    let mut stream = Vec::new();
+    for (i, payload) in [&b"{\"a\":1}"[..], b"", b"x\r\ny", b"\xff"].iter().enumerate() {
+        resp::pack_command(&mut stream, &[Arg::Bytes(b"message"), Arg::Bytes(b"chan"), Arg::Bytes(payload)]).unwrap();
+        if i == 1 {
+            stream.extend_from_slice(b"*3\r\n$9\r\nsubscribe\r\n$4\r\nchan\r\n:1\r\n");
+        }
+    }
+    let expected = parse_all(&stream).unwrap();
+    for chunk in [1, 3, 7, stream.len()] {
+        let mut p = parser();
+        let mut got = Vec::new();
+        for part in stream.chunks(chunk) {
+            p.feed(part).unwrap();
+            loop {
+                if let Some((channel, payload)) = p.next_message_frame() {
+                    let reply = Reply::Array(vec![Reply::Bulk(b"message"), Reply::Bulk(channel), Reply::Bulk(payload)]);
+                    got.push(format!("{reply:?}"));
+                    continue;
+                }
+                match p.next_reply().unwrap() {
+                    Some(reply) => got.push(format!("{reply:?}")),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(got, expected, "chunk size {chunk}");
+    }
+    let mut p = parser();
+    p.feed(b"*3\r\n$7\r\nmessage\r\n$04\r\nchan\r\n$1\r\nx\r\n").unwrap();
+    assert!(p.next_message_frame().is_some(), "a leading zero in a length is still a length");
+    let mut p = RespParser::new(4, DEFAULT_MAX_DEPTH).unwrap();
+    p.feed(b"*3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n$5\r\nhello\r\n").unwrap();
+    assert!(p.next_message_frame().is_none(), "over max_bulk: the general parser refuses it");
+    assert!(matches!(p.next_reply(), Err(CoreError::Protocol { .. })));
+}

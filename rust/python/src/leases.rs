@@ -33,7 +33,14 @@ impl HeldLeases {
         HeldLeases { inner: leases::HeldLeases::new(seed) }
     }
 
-    fn insert(&mut self, token: &str, resources: Vec<String>, fences: Vec<u64>, ttl: f64, sent_at: f64) -> PyResult<f64> {
+    fn insert(
+        &mut self,
+        token: &str,
+        resources: Vec<String>,
+        fences: Vec<u64>,
+        ttl: f64,
+        sent_at: f64,
+    ) -> PyResult<f64> {
         self.inner.insert(token, resources, fences, ttl, sent_at).map_err(errors::to_py)
     }
 
@@ -62,7 +69,8 @@ impl HeldLeases {
         self.inner.next_wakeup()
     }
 
-    fn observe_fence(&mut self, resource: &str, fence: u64, floor: u64) -> PyResult<()> {
+    #[pyo3(signature = (resource, fence, floor = None))]
+    fn observe_fence(&mut self, resource: &str, fence: u64, floor: Option<u64>) -> PyResult<()> {
         self.inner.observe_fence(resource, fence, floor).map_err(errors::to_py)
     }
 

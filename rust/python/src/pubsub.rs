@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use lockstep_core::envelope::{Codec, Kind, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{self, Codec, Kind, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub::{self, PushFrame, SeqTracker, StreamEntry};
 use lockstep_core::resp::{self, Reply, DEFAULT_MAX_BULK, DEFAULT_MAX_DEPTH};
 use lockstep_core::CoreError;
@@ -483,6 +483,11 @@ impl ReplyReader {
         let mut batch = Batch::new(py);
         let events = PyList::empty(py);
         loop {
+            if let Some((channel, payload)) = self.parser.next_message_frame() {
+                let name = decoder.channel(py, channel);
+                batch.push(decoder, name, payload, py.None().into_bound(py))?;
+                continue;
+            }
             let reply = match self.parser.next_reply() {
                 Ok(Some(reply)) => reply,
                 Ok(None) => break,
@@ -590,7 +595,68 @@ impl ReplyReader {
     }
 }
 
+/// The publish hot path: the items of ``array`` (a JSON array, as msgspec encodes a list) as
+/// envelopes with seqs from ``seq_start``, each written as one command ``*prefix, envelope``
+/// (``PUBLISH channel``, ``XADD key * m``) into one buffer. Returns ``(buffer, count)``.
+/// All or nothing: an item too large (MessageTooLargeError) or malformed fails the call.
+#[pyfunction]
+#[pyo3(
+    signature = (prefix, array, sender, seq_start, ts, id_prefix, max_size = None),
+    text_signature = "(prefix, array, sender, seq_start, ts, id_prefix, max_size=1048576)"
+)]
+#[allow(clippy::too_many_arguments)]
+fn pack_envelopes<'py>(
+    py: Python<'py>,
+    prefix: &Bound<'py, PyAny>,
+    array: &[u8],
+    sender: &str,
+    seq_start: u64,
+    ts: f64,
+    id_prefix: &str,
+    max_size: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
+    let prefix_items: Vec<Vec<u8>> = args::bytes_or_str_items(prefix, "prefix")?;
+    let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
+    let run = || -> Result<(Vec<u8>, usize), CoreError> {
+        let items = pubsub::split_json_array(array)?;
+        let batch = envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)?;
+        let mut out = Vec::with_capacity(batch.buf.len() + batch.len() * 48);
+        resp::pack_each_iter(&mut out, &prefix_args, batch.iter())?;
+        Ok((out, batch.len()))
+    };
+    let (out, count) = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    Ok((PyBytes::new(py, &out), count))
+}
+
+/// The envelopes of every item of ``array`` (a JSON array), for stores that keep them one by
+/// one (memory, file). As ``encode_batch`` otherwise.
+#[pyfunction]
+#[pyo3(
+    signature = (array, sender, seq_start, ts, id_prefix, max_size = None),
+    text_signature = "(array, sender, seq_start, ts, id_prefix, max_size=1048576)"
+)]
+fn encode_array<'py>(
+    py: Python<'py>,
+    array: &[u8],
+    sender: &str,
+    seq_start: u64,
+    ts: f64,
+    id_prefix: &str,
+    max_size: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
+    let run = || -> Result<envelope::EncodedBatch, CoreError> {
+        let items = pubsub::split_json_array(array)?;
+        envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)
+    };
+    let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pack_envelopes, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_array, m)?)?;
     m.add_class::<MessageDecoder>()?;
     m.add_class::<ReplyReader>()?;
     Ok(())

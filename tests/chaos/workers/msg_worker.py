@@ -7,8 +7,8 @@ Modes:
 * ``subscriber``: subscribe, emit ``ready``; emit ``msgs`` (``[sender, seq, n, latency]``
   per message, latency = arrival - the envelope's ts) and ``gap`` events as they arrive. A stdin line ``stall S`` blocks the event
   loop for S seconds (a stuck process, as the server sees it); ``stop`` ends it.
-* ``publisher``: publish ``{"n": i}`` for i in 1..count at ``rate`` msg/s (``batch`` per
-  call), emit ``done`` with the slowest call and every error.
+* ``publisher``: publish ``{"n": i}`` (plus ``pad`` bytes) for i in 1..count at ``rate``
+  msg/s (``batch`` per call), emit ``done`` with the slowest call and every error.
 * ``consumer``: consume the channel in ``group``; emit ``got`` per delivery and ``acked``
   with the ack's answer. With ``--hold-after K`` it stops acking after K deliveries and
   after acking K deliveries it reads one more and holds it and the rest of its batch,
@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -59,6 +61,14 @@ async def stdin_lines() -> asyncio.Queue[str]:
     return queue
 
 
+async def exit_with_parent() -> None:
+    """The test holds our stdin: at EOF it is gone (even killed), so leave no orphan behind."""
+    lines = await stdin_lines()
+    while await lines.get() != "stop":
+        pass
+    os._exit(3)
+
+
 async def subscriber(coord: lockstep.Coordinator, args: argparse.Namespace) -> None:
     commands = await stdin_lines()
     async with coord.subscribe(args.channel, max_buffer=args.max_buffer) as sub:
@@ -90,7 +100,8 @@ async def publisher(coord: lockstep.Coordinator, args: argparse.Namespace) -> No
     started = time.monotonic()
     n = 0
     while n < args.count:
-        items = [{"n": i} for i in range(n + 1, min(n + args.batch, args.count) + 1)]
+        pad = {"pad": "x" * args.pad} if args.pad else {}
+        items = [{"n": i, **pad} for i in range(n + 1, min(n + args.batch, args.count) + 1)]
         began = time.monotonic()
         try:
             await coord.publish_many(args.channel, items, timeout=5)
@@ -158,12 +169,16 @@ async def main() -> None:
     parser.add_argument("--work", type=float, default=0.0)
     parser.add_argument("--max-buffer", type=int, default=50_000)
     parser.add_argument("--max-len", type=int, default=0)
+    parser.add_argument("--pad", type=int, default=0, help="bytes of padding per published message")
     args = parser.parse_args()
     async with lockstep.connect(args.url, namespace=args.namespace, member=args.member, timeout=5) as coord:
         if args.max_len:
             coord.bind_channel(args.channel, max_len=args.max_len)
+        if args.mode != "subscriber":  # the subscriber reads stdin for its commands (and EOF)
+            asyncio.ensure_future(exit_with_parent())
         await {"subscriber": subscriber, "publisher": publisher, "consumer": consumer}[args.mode](coord, args)
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack to stderr
     asyncio.run(main())

@@ -102,7 +102,7 @@ def main() -> None:
             with lock:
                 errors.update(mine)
                 requests.append(count)
-        except BaseException as exc:  # reported, so the test fails with the reason
+        except BaseException as exc:  # noqa: BLE001 - reported, so the test fails with the reason
             failures.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=run, name=f"hammer-{i}") for i in range(args.threads)]

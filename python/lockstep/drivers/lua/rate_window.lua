@@ -2,8 +2,9 @@
 -- rust/core/src/ratelimit/window.rs: a log of (expiry, units), merged by expiry.
 --
 -- KEYS[1]  the key's hash: cfg (fingerprint), n (units logged), x (the latest expiry
---          logged; may stay above the real one after a refund: only TTLs use it), and
---          one field per expiry (its text) holding that entry's units
+--          logged; may stay above the real one after a refund: only TTLs use it), m (at
+--          or before the earliest expiry logged: nothing to purge before then), and one
+--          field per expiry (its text) holding that entry's units
 -- KEYS[2]  the log: a sorted set of expiries (member = score = expiry, microseconds)
 -- ARGV     op, fingerprint, limit, period_us, granularity_us, then per op:
 --          acquire|peek: cost           -> {allowed, retry_after_us, remaining, reset_after_us, now_us}
@@ -16,7 +17,7 @@ local limit, period, g = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local stored = redis.call('HMGET', hkey, 'cfg', 'n', 'x')
+local stored = redis.call('HMGET', hkey, 'cfg', 'n', 'x', 'm')
 local cfg = stored[1]
 if cfg and cfg ~= fp then
   return redis.error_reply('LOCKSTEP_CONFIG ' .. cfg)
@@ -29,17 +30,24 @@ end
 
 local used = tonumber(stored[2] or '0') or 0
 local latest = tonumber(stored[3] or '0') or 0
+local earliest = tonumber(stored[4] or '0') or 0
 local extended = false -- whether latest grew, so the keys' TTLs must grow with it
-local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', text(now))
 local changed = false
-if #gone > 0 then
-  local costs = redis.call('HMGET', hkey, unpack(gone))
-  for i = 1, #gone do
-    used = used - (tonumber(costs[i]) or 0)
+if used > 0 and earliest <= now then -- something may have expired: purge it
+  local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', text(now))
+  if #gone > 0 then
+    local costs = redis.call('HMGET', hkey, unpack(gone))
+    for i = 1, #gone do
+      used = used - (tonumber(costs[i]) or 0)
+    end
+    if op ~= 'peek' then
+      redis.call('ZREMRANGEBYSCORE', zkey, '-inf', text(now))
+      redis.call('HDEL', hkey, unpack(gone))
+    end
   end
   if op ~= 'peek' then
-    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', text(now))
-    redis.call('HDEL', hkey, unpack(gone))
+    local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+    earliest = tonumber(first[2] or '0') or 0
     changed = true
   end
 end
@@ -90,6 +98,9 @@ local function add(expiry, units)
     latest = expiry
     extended = true
   end
+  if used == units or expiry < earliest then
+    earliest = expiry
+  end
   changed = true
 end
 
@@ -102,9 +113,9 @@ local function save()
     return
   end
   if cfg then
-    redis.call('HSET', hkey, 'n', text(used), 'x', text(latest))
+    redis.call('HSET', hkey, 'n', text(used), 'x', text(latest), 'm', text(earliest))
   else
-    redis.call('HSET', hkey, 'cfg', fp, 'n', text(used), 'x', text(latest))
+    redis.call('HSET', hkey, 'cfg', fp, 'n', text(used), 'x', text(latest), 'm', text(earliest))
   end
   if extended then
     local ttl = text(math.ceil((latest - now) / 1000) + 1)

@@ -133,7 +133,7 @@ fn json_number_len(bytes: &[u8]) -> Option<usize> {
 
 /// The canonical form `write` produces, read without serde. `None` means "not exactly
 /// canonical": the strict serde path then decides, and names any error.
-fn read_canonical(payload: &[u8]) -> Option<(Meta<'_>, &[u8])> {
+fn read_canonical(payload: &[u8], data_check: DataCheck) -> Option<(Meta<'_>, &[u8])> {
     let rest = payload.strip_prefix(HEAD)?;
     let (id, rest) = plain_string(rest)?;
     let (sender, rest) = plain_string(rest.strip_prefix(&FROM[1..])?)?;
@@ -149,14 +149,57 @@ fn read_canonical(payload: &[u8]) -> Option<(Meta<'_>, &[u8])> {
     let ts: f64 = std::str::from_utf8(ts).ok()?.parse().ok().filter(|t: &f64| t.is_finite())?;
     let data = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
     let padded = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii_whitespace());
-    if padded(data.first()) || padded(data.last()) || !is_json(data) {
+    let valid = match data_check {
+        DataCheck::Full => is_json(data),
+        DataCheck::Shape => one_value_shape(data),
+    };
+    if padded(data.first()) || padded(data.last()) || !valid {
         return None;
     }
     Some((Meta { sender: Cow::Borrowed(sender), seq, ts, id: Cow::Borrowed(id) }, data))
 }
 
-pub fn read(payload: &[u8]) -> Result<(Meta<'_>, &[u8]), CoreError> {
-    match read_canonical(payload) {
+/// How much of `data` the reader checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataCheck {
+    /// It is one well-formed JSON value (a full parse).
+    Full,
+    /// It is shaped like one value: strings closed, brackets balanced, no top-level comma
+    /// or colon. For callers that parse the data right after anyway (a batch decoded by one
+    /// JSON-array parse, which then fails for a malformed item), so that no item can spill
+    /// into its neighbours.
+    Shape,
+}
+
+/// See [`DataCheck::Shape`].
+pub fn one_value_shape(data: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in data {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            b',' | b':' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    !data.is_empty() && depth == 0 && !in_string
+}
+
+pub fn read_checking(payload: &[u8], data_check: DataCheck) -> Result<(Meta<'_>, &[u8]), CoreError> {
+    match read_canonical(payload, data_check) {
         Some(found) => Ok(found),
         None => read_strict(payload),
     }
@@ -180,6 +223,16 @@ fn read_strict(payload: &[u8]) -> Result<(Meta<'_>, &[u8]), CoreError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn shapes_of_one_value() {
+        for good in [&b"1"[..], b"{\"a\":[1,{}]}", b"\"a,b:c\"", b"[1,2]", b"tru", b"1 2"] {
+            assert!(one_value_shape(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [&b""[..], b"1,2", b"\"a\":1", b"[1", b"]", b"{}}", b"\"open", b"[\"\\\"]"] {
+            assert!(!one_value_shape(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     /// The fast path may only accept what the strict path accepts, with the same result.
     #[test]
@@ -207,7 +260,7 @@ mod tests {
                     }
                 }
             }
-            if let Some(fast) = read_canonical(&p) {
+            if let Some(fast) = read_canonical(&p, DataCheck::Full) {
                 accepted += 1;
                 let strict = read_strict(&p).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&p)));
                 assert_eq!(fast.0, strict.0);
@@ -227,7 +280,7 @@ mod tests {
             br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1,"data": 1}"#,
             br#"{"ls":1,"id":"\u0069","from":"a","seq":1,"ts":1,"data":1}"#,
         ] {
-            assert!(read_canonical(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert!(read_canonical(bad, DataCheck::Full).is_none(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

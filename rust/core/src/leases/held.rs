@@ -136,8 +136,7 @@ impl HeldLeases {
 
     /// Remove and return the leases whose deadline has passed.
     pub fn expired(&mut self, now: f64) -> Vec<String> {
-        let gone: Vec<String> =
-            self.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(t, _)| t.clone()).collect();
+        let gone: Vec<String> = self.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(t, _)| t.clone()).collect();
         for token in &gone {
             self.leases.remove(token);
         }
@@ -153,18 +152,19 @@ impl HeldLeases {
         self.leases.values().map(|l| l.renew_by.min(l.deadline)).min_by(f64::total_cmp)
     }
 
-    /// Note a fence granted for `resource` by a request sent when the highest fence seen
-    /// for it was `floor` (see [`highest_fence`](Self::highest_fence); 0: none). A fence not
-    /// above `floor` is a regression (the backend lost acknowledged writes) and is refused.
-    /// Comparing with the floor at send time, not the highest now, lets grants of
-    /// concurrent requests arrive in any order.
-    pub fn observe_fence(&mut self, resource: &str, fence: u64, floor: u64) -> Result<(), CoreError> {
+    /// Note a fence granted for `resource`; a fence not above the highest seen before is a
+    /// regression (the backend lost acknowledged writes) and is refused. With `floor`, the
+    /// comparison is with the highest seen when the granting request was *sent* (what
+    /// [`highest_fence`](Self::highest_fence) said then; 0: none), so grants of concurrent
+    /// requests may arrive in any order; without, with the highest seen so far.
+    pub fn observe_fence(&mut self, resource: &str, fence: u64, floor: Option<u64>) -> Result<(), CoreError> {
         check_token("resource", resource)?;
-        if floor > 0 && fence <= floor {
-            return Err(CoreError::FenceRegression { resource: resource.to_owned(), fence, highest: floor });
+        let highest = self.highest.get(resource).copied().unwrap_or(0);
+        let limit = floor.unwrap_or(highest);
+        if limit > 0 && fence <= limit {
+            return Err(CoreError::FenceRegression { resource: resource.to_owned(), fence, highest: limit });
         }
-        let highest = self.highest.entry(resource.to_owned()).or_insert(0);
-        *highest = (*highest).max(fence);
+        self.highest.insert(resource.to_owned(), highest.max(fence));
         Ok(())
     }
 
@@ -229,18 +229,21 @@ mod tests {
     #[test]
     fn fences_must_increase() {
         let mut held = HeldLeases::new(3);
-        assert!(held.observe_fence("r", 5, 0).is_ok());
-        assert!(held.observe_fence("r", 7, 5).is_ok());
+        assert!(held.observe_fence("r", 5, None).is_ok());
+        assert!(held.observe_fence("r", 7, Some(5)).is_ok());
         // A concurrent request sent when 5 was the highest may come back after 7.
-        assert!(held.observe_fence("r", 6, 5).is_ok());
+        assert!(held.observe_fence("r", 6, Some(5)).is_ok());
         assert_eq!(held.highest_fence("r"), Some(7));
         assert_eq!(
-            held.observe_fence("r", 7, 7),
+            held.observe_fence("r", 7, Some(7)),
             Err(CoreError::FenceRegression { resource: "r".into(), fence: 7, highest: 7 })
         );
-        assert!(held.observe_fence("r", 2, 7).is_err());
-        assert!(held.observe_fence("other", 1, 0).is_ok());
+        assert!(held.observe_fence("r", 2, Some(7)).is_err());
+        assert!(held.observe_fence("other", 1, None).is_ok());
         assert_eq!(held.highest_fence("r"), Some(7));
+        // Without a floor: against the highest seen so far.
+        assert!(held.observe_fence("r", 7, None).is_err());
+        assert!(held.observe_fence("r", 8, None).is_ok());
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub fn pack_publish(out: &mut Vec<u8>, channel: &[u8], payloads: &[&[u8]]) {
 /// Append one command per item: `prefix... item` (e.g. `XADD key * m <payload>`, `XACK key
 /// group <id>`), the shared prefix built once. An empty prefix is refused (no command name).
 pub fn pack_each(out: &mut Vec<u8>, prefix: &[Arg<'_>], items: &[&[u8]]) -> Result<(), CoreError> {
+    pack_each_iter(out, prefix, items.iter().copied())
+}
+
+/// [`pack_each`] over any iterator of items (e.g. envelopes as they are encoded).
+pub fn pack_each_iter<'i>(
+    out: &mut Vec<u8>,
+    prefix: &[Arg<'_>],
+    items: impl Iterator<Item = &'i [u8]> + Clone,
+) -> Result<(), CoreError> {
     if prefix.is_empty() {
         return Err(CoreError::InvalidArgument { reason: "pack_each needs a command name in its prefix".into() });
     }
@@ -74,8 +83,8 @@ pub fn pack_each(out: &mut Vec<u8>, prefix: &[Arg<'_>], items: &[&[u8]]) -> Resu
             Arg::UInt(u) => write_bulk(&mut head, itoa::Buffer::new().format(u).as_bytes()),
         }
     }
-    let body: usize = items.iter().map(|p| p.len() + 16).sum();
-    out.reserve(head.len() * items.len() + body);
+    let (count, body) = items.clone().fold((0, 0), |(n, b), p| (n + 1, b + p.len() + 16));
+    out.reserve(head.len() * count + body);
     for item in items {
         out.extend_from_slice(&head);
         write_bulk(out, item);

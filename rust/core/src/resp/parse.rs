@@ -105,6 +105,23 @@ fn build(buf: &[u8], mut pos: usize, base: u64, limits: Limits) -> Result<Option
     }
 }
 
+/// `$<len>\r\n<bytes>\r\n` at the front of `b`, if complete and plain.
+fn fast_bulk(b: &[u8], max_bulk: usize) -> Option<(&[u8], &[u8])> {
+    let rest = b.strip_prefix(b"$")?;
+    let digits = rest.iter().take(20).take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let len: usize = std::str::from_utf8(rest.get(..digits)?).ok()?.parse().ok()?;
+    if len > max_bulk {
+        return None;
+    }
+    let rest = rest.get(digits..)?.strip_prefix(b"\r\n")?;
+    let value = rest.get(..len)?;
+    let rest = rest.get(len..)?.strip_prefix(b"\r\n")?;
+    Some((value, rest))
+}
+
 /// The incremental parser. See the module docs.
 #[derive(Debug)]
 pub struct RespParser {
@@ -180,6 +197,23 @@ impl RespParser {
             scan.shift(self.start);
         }
         self.start = 0;
+    }
+
+    /// A pub/sub `message` frame at the front, read without building a `Reply` (the
+    /// subscriber's hot path): `Some((channel, payload))`. `None` when the next reply is
+    /// anything else, is not all here yet, or looks unusual in any way: then call
+    /// [`Self::next_reply`], which reads it (or fails) the general way.
+    pub fn next_message_frame(&mut self) -> Option<(&[u8], &[u8])> {
+        if self.failed.is_some() || self.scan.is_some() {
+            return None;
+        }
+        let max_bulk = self.limits.max_bulk;
+        let buf = self.buf.get(self.start..)?;
+        let rest = buf.strip_prefix(b"*3\r\n$7\r\nmessage\r\n")?;
+        let (channel, rest) = fast_bulk(rest, max_bulk)?;
+        let (payload, rest) = fast_bulk(rest, max_bulk)?;
+        self.start += buf.len() - rest.len();
+        Some((channel, payload))
     }
 
     /// The next complete reply, or `None` until more bytes arrive.

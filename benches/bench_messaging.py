@@ -1,0 +1,420 @@
+"""Messaging: lockstep against what a user would otherwise write, measured in the same run.
+
+    .venv/bin/pytest benches/bench_messaging.py -p no:cacheprovider --benchmark-min-rounds=3 -s
+
+Every figure is messages per second (or latency) over real sockets to a redis-server
+started here on loopback, with the seed's ~100-byte JSON objects. Each benchmark runs
+whole rounds (``benchmark.pedantic``); ``test_zz_report`` prints the medians side by
+side with the issue's targets. Benchmarks are not timed tests: they check the messages
+arrived intact, never that they were fast.
+
+1. pub/sub, one publisher to one subscriber, delivered/s: lockstep (``publish_many`` +
+   a subscription, data decoded) vs redis-py (pipelined PUBLISH + ``PubSub.get_message``,
+   ``json.loads``) vs a raw-socket loop (``PUBLISH`` buffers; the subscriber's reads parsed
+   in bulk by ``RespParser``, payloads left undecoded). Targets: >= 10x redis-py,
+   >= 1/2 raw. All three keep at most ``WINDOW`` messages in flight.
+2. publish only: lockstep ``publish_many`` vs ``redis-benchmark -P 16`` PUBLISH: >= 1/2.
+3. latency at a steady 1 K and 10 K msg/s: p50 and p99 (targets p99 <= 2 ms and 5 ms).
+4. redis+streams produce + consume + ack/s vs a redis-py XADD / XREADGROUP / XACK loop: >= 5x.
+5. file driver, delivered/s between two processes (>= 50 K msg/s), and the p99 latency of
+   a subscriber in another process at 1 K msg/s (<= 10 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import lockstep  # noqa: E402
+from lockstep import _core  # noqa: E402
+from lockstep.messaging import Delivery, Message  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+PUBSUB_N = 100_000
+PUBLISH_N = 200_000
+STREAMS_N = 50_000
+FILE_N = 100_000
+BATCH = 1000
+WINDOW = 20_000
+RESULTS: dict[str, list[float]] = {}
+
+
+def seed_message(i: int) -> dict[str, Any]:
+    """The seed's small JSON object: ~100 bytes encoded."""
+    return {"id": i, "timestamp": 1700000000.123 + i / 1000, "channel": "sprint:coordination", "event": "interface_ready"}
+
+
+ITEMS = [seed_message(i) for i in range(BATCH)]
+PAYLOADS = [json.dumps(m).encode() for m in ITEMS]
+
+
+def record(name: str, value: float) -> float:
+    RESULTS.setdefault(name, []).append(value)
+    return value
+
+
+def median(name: str) -> float:
+    return statistics.median(RESULTS[name]) if RESULTS.get(name) else float("nan")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("bench-redis"), appendonly="everysec") as srv:
+        yield srv
+
+
+def run_rounds(benchmark: Any, fn: Callable[[], float], rounds: int = 3) -> None:
+    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+# -- 1. pub/sub delivered/s ------------------------------------------------------------------
+async def lockstep_pubsub(url: str) -> float:
+    async with lockstep.connect(url, namespace="bench") as pub, lockstep.connect(url, namespace="bench") as subc:
+        async with subc.subscribe("bench", max_buffer=4 * WINDOW) as sub:
+            got = sent = 0
+            futures = []
+            started = time.perf_counter()
+            while got < PUBSUB_N:
+                while sent < PUBSUB_N and sent - got < WINDOW:
+                    futures.append(pub.messaging.publish_many("bench", ITEMS, timeout=10))
+                    sent += BATCH
+                batch = await sub.get_batch(WINDOW, timeout=5)
+                assert batch and isinstance(batch[-1], Message), batch[-1:]
+                got += len(batch)
+            elapsed = time.perf_counter() - started
+            await asyncio.gather(*futures)
+    assert batch[-1].data == ITEMS[-1]
+    return PUBSUB_N / elapsed
+
+
+async def redispy_pubsub(port: int) -> float:
+    sub_client, pub_client = aioredis.Redis(port=port), aioredis.Redis(port=port)
+    pubsub = sub_client.pubsub()
+    await pubsub.subscribe("bench")
+    while (await pubsub.get_message(timeout=1)) is None:
+        pass  # the subscribe confirmation
+    got = sent = 0
+    window_open = asyncio.Event()
+    window_open.set()
+
+    async def publisher() -> None:
+        nonlocal sent
+        while sent < PUBSUB_N:
+            await window_open.wait()
+            pipe = pub_client.pipeline(transaction=False)
+            for payload in PAYLOADS:
+                pipe.publish("bench", payload)
+            await pipe.execute()
+            sent += BATCH
+            if sent - got >= WINDOW:
+                window_open.clear()
+
+    started = time.perf_counter()
+    task = asyncio.ensure_future(publisher())
+    last = None
+    while got < PUBSUB_N:
+        message = await pubsub.get_message(timeout=5)
+        if message is not None and message["type"] == "message":
+            last = json.loads(message["data"])
+            got += 1
+            if sent - got < WINDOW:
+                window_open.set()
+    elapsed = time.perf_counter() - started
+    await task
+    await pubsub.aclose()
+    await sub_client.aclose()
+    await pub_client.aclose()
+    assert last == ITEMS[-1]
+    return PUBSUB_N / elapsed
+
+
+def raw_pubsub(port: int) -> float:
+    """The server's own limit, as seen from Python: bulk writes and bulk parsing only."""
+    sub = socket.create_connection(("127.0.0.1", port))
+    pub = socket.create_connection(("127.0.0.1", port))
+    sub.sendall(_core.pack_command("SUBSCRIBE", "bench"))
+    parser = _core.RespParser()
+    while not parser.drain():
+        parser.feed(sub.recv(65536))
+    pub.setblocking(False)
+    buffer = _core.pack_publish("bench", PAYLOADS)
+    got = sent = 0
+    started = time.perf_counter()
+    while got < PUBSUB_N:
+        while sent < PUBSUB_N and sent - got < WINDOW:
+            pub.setblocking(True)
+            pub.sendall(buffer)
+            pub.setblocking(False)
+            sent += BATCH
+        try:
+            while pub.recv(1 << 20):  # replies: discard
+                pass
+        except BlockingIOError:
+            pass
+        parser.feed(sub.recv(1 << 20))
+        frames = parser.drain()
+        got += len(frames)
+    elapsed = time.perf_counter() - started
+    assert frames[-1][2] == PAYLOADS[-1]
+    sub.close()
+    pub.close()
+    return PUBSUB_N / elapsed
+
+
+@pytest.mark.benchmark(group="pub/sub delivered, 1 publisher -> 1 subscriber")
+def test_pubsub_lockstep(benchmark: Any, server: RedisServer) -> None:
+    run_rounds(benchmark, lambda: record("pubsub lockstep", asyncio.run(lockstep_pubsub(server.url()))))
+
+
+@pytest.mark.benchmark(group="pub/sub delivered, 1 publisher -> 1 subscriber")
+def test_pubsub_redispy(benchmark: Any, server: RedisServer) -> None:
+    run_rounds(benchmark, lambda: record("pubsub redis-py", asyncio.run(redispy_pubsub(server.port))))
+
+
+@pytest.mark.benchmark(group="pub/sub delivered, 1 publisher -> 1 subscriber")
+def test_pubsub_raw_socket(benchmark: Any, server: RedisServer) -> None:
+    run_rounds(benchmark, lambda: record("pubsub raw socket", raw_pubsub(server.port)))
+
+
+# -- 2. publish only ---------------------------------------------------------------------------
+async def lockstep_publish(url: str) -> float:
+    async with lockstep.connect(url, namespace="bench") as coord:
+        await coord.publish("bench-pub", "warm-up")
+        started = time.perf_counter()
+        pending: list[asyncio.Future[list[str]]] = []
+        for _ in range(PUBLISH_N // BATCH):
+            pending.append(coord.messaging.publish_many("bench-pub", ITEMS, timeout=10))
+            if len(pending) >= 16:  # 16 batches in flight, as redis-benchmark -P 16
+                await pending.pop(0)
+        await asyncio.gather(*pending)
+        return PUBLISH_N / (time.perf_counter() - started)
+
+
+def redis_benchmark_publish(port: int) -> float:
+    binary = shutil.which("redis-benchmark")
+    assert binary, "redis-benchmark comes with redis-server (Debian's redis-tools)"
+    out = subprocess.run(
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-n", str(PUBLISH_N), "-P", "16", "-q",
+         "PUBLISH", "bench-pub", PAYLOADS[0].decode()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    found = re.findall(r"([\d.]+) requests per second", out)
+    assert found, out
+    return float(found[-1])
+
+
+@pytest.mark.benchmark(group="publish only")
+def test_publish_many_lockstep(benchmark: Any, server: RedisServer) -> None:
+    run_rounds(benchmark, lambda: record("publish lockstep", asyncio.run(lockstep_publish(server.url()))))
+
+
+@pytest.mark.benchmark(group="publish only")
+def test_publish_redis_benchmark_p16(benchmark: Any, server: RedisServer) -> None:
+    run_rounds(benchmark, lambda: record("publish redis-benchmark -P 16", redis_benchmark_publish(server.port)))
+
+
+# -- 3. latency at a steady rate -------------------------------------------------------------
+async def lockstep_latency(url: str, rate: int, seconds: float) -> tuple[float, float]:
+    per_tick = max(1, rate // 1000)  # one publish burst per millisecond
+    total = int(rate * seconds)
+    async with lockstep.connect(url, namespace="bench") as pub, lockstep.connect(url, namespace="bench") as subc:
+        async with subc.subscribe("bench-lat") as sub:
+            latencies: list[float] = []
+
+            async def receive() -> None:
+                while len(latencies) < total:
+                    batch = await sub.get_batch(10_000, timeout=5)
+                    now = time.time()
+                    latencies.extend(now - m.ts for m in batch if isinstance(m, Message) and m.ts)
+
+            receiving = asyncio.ensure_future(receive())
+            started = time.monotonic()
+            sent = 0
+            while sent < total:
+                for _ in range(per_tick):
+                    pub.publish("bench-lat", ITEMS[sent % BATCH])
+                sent += per_tick
+                await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+            await receiving
+    ordered = sorted(latencies)
+    return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
+
+
+@pytest.mark.parametrize("rate", [1000, 10_000])
+@pytest.mark.benchmark(group="latency at a steady rate")
+def test_latency_lockstep(benchmark: Any, server: RedisServer, rate: int) -> None:
+    def run() -> float:
+        p50, p99 = asyncio.run(lockstep_latency(server.url(), rate, 2.0 if rate == 1000 else 1.0))
+        record(f"latency p50 at {rate}/s", p50)
+        return record(f"latency p99 at {rate}/s", p99)
+
+    run_rounds(benchmark, run)
+
+
+# -- 4. streams: produce + consume + ack ------------------------------------------------------
+async def lockstep_streams(url: str, round_no: int) -> float:
+    channel = f"bench-stream-{round_no}"
+    async with lockstep.connect(url, namespace="bench") as coord:
+        coord.bind_channel(channel, max_len=None)
+        async with coord.consume(channel, "g", batch=BATCH) as q:
+            acked = sent = 0
+            futures = []
+            started = time.perf_counter()
+            while acked < STREAMS_N:
+                while sent < STREAMS_N and sent - acked < WINDOW:
+                    futures.append(coord.messaging.publish_many(channel, ITEMS, timeout=10))
+                    sent += BATCH
+                batch = await q.get_batch(BATCH, timeout=5)
+                deliveries = [d for d in batch if isinstance(d, Delivery)]
+                assert len(deliveries) == len(batch)
+                acked += sum(await q.ack_many(deliveries))
+            elapsed = time.perf_counter() - started
+            await asyncio.gather(*futures)
+        assert deliveries[-1].message.data == ITEMS[-1]
+        await coord.messaging.purge([channel])
+    return STREAMS_N / elapsed
+
+
+async def redispy_streams(port: int, round_no: int) -> float:
+    key, chunk = f"bench-redispy-{round_no}", 256
+    client = aioredis.Redis(port=port)
+    await client.xgroup_create(key, "g", id="0", mkstream=True)
+    started = time.perf_counter()
+    done = 0
+    while done < STREAMS_N:
+        pipe = client.pipeline(transaction=False)
+        for i in range(chunk):
+            pipe.xadd(key, {"m": PAYLOADS[(done + i) % BATCH]})
+        await pipe.execute()
+        reply = await client.xreadgroup("g", "c", {key: ">"}, count=chunk)
+        entries = reply[0][1]
+        data = [json.loads(fields[b"m"]) for _, fields in entries]
+        await client.xack(key, "g", *[entry_id for entry_id, _ in entries])
+        done += len(data)
+    elapsed = time.perf_counter() - started
+    await client.delete(key)
+    await client.aclose()
+    return STREAMS_N / elapsed
+
+
+@pytest.mark.benchmark(group="redis+streams produce + consume + ack")
+def test_streams_lockstep(benchmark: Any, server: RedisServer) -> None:
+    rounds = iter(range(100))
+    url = server.url(scheme="redis+streams")
+    run_rounds(benchmark, lambda: record("streams lockstep", asyncio.run(lockstep_streams(url, next(rounds)))))
+
+
+@pytest.mark.benchmark(group="redis+streams produce + consume + ack")
+def test_streams_redispy(benchmark: Any, server: RedisServer) -> None:
+    rounds = iter(range(100))
+    run_rounds(benchmark, lambda: record("streams redis-py", asyncio.run(redispy_streams(server.port, next(rounds)))))
+
+
+# -- 5. file driver between two processes ------------------------------------------------------
+PUBLISHER = """
+import asyncio, sys, time
+import lockstep
+from benches.bench_messaging import ITEMS, BATCH
+async def main(url, mode, count, rate):
+    async with lockstep.connect(url, namespace="bench") as coord:
+        sys.stdin.readline()  # go
+        started = time.monotonic()
+        if mode == "bulk":
+            for _ in range(count // BATCH):
+                await coord.publish_many("bench-file", ITEMS)
+        else:
+            for i in range(count):
+                await coord.publish("bench-file", ITEMS[i % BATCH])
+                await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+"""
+
+
+async def lockstep_file(url: str, mode: str, count: int, rate: float) -> tuple[float, list[float]]:
+    async with lockstep.connect(url, namespace="bench") as coord:
+        async with coord.subscribe("bench-file", max_buffer=4 * WINDOW) as sub:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", PUBLISHER, url, mode, str(count), str(rate)],
+                cwd=ROOT, stdin=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            await asyncio.sleep(1.0)  # the publisher's interpreter is up and connected
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            latencies: list[float] = []
+            got = 0
+            first = None
+            while got < count:
+                batch = await sub.get_batch(WINDOW, timeout=10)
+                assert batch, f"{got} of {count}"
+                now = time.time()
+                first = first or time.perf_counter()
+                latencies += [now - m.ts for m in batch if isinstance(m, Message) and m.ts]
+                got += len(batch)
+            elapsed = time.perf_counter() - first
+            proc.wait(timeout=30)
+    return count / elapsed, latencies
+
+
+@pytest.mark.benchmark(group="file driver between two processes")
+def test_file_delivered_between_processes(benchmark: Any, tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'bench.db'}"
+    run_rounds(benchmark, lambda: record("file delivered", asyncio.run(lockstep_file(url, "bulk", FILE_N, 0))[0]))
+
+
+@pytest.mark.benchmark(group="file driver between two processes")
+def test_file_latency_at_1k(benchmark: Any, tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'lat.db'}"
+
+    def run() -> float:
+        _, latencies = asyncio.run(lockstep_file(url, "steady", 2000, 1000))
+        ordered = sorted(latencies)
+        record("file latency p50 at 1000/s", ordered[len(ordered) // 2])
+        return record("file latency p99 at 1000/s", ordered[int(len(ordered) * 0.99)])
+
+    run_rounds(benchmark, run)
+
+
+# -- the report ----------------------------------------------------------------------------------
+def test_zz_report() -> None:
+    """Medians side by side with the targets (run with -s to see it)."""
+    rows = [
+        ("pub/sub delivered: lockstep", median("pubsub lockstep"), "msg/s", ""),
+        ("pub/sub delivered: redis-py", median("pubsub redis-py"), "msg/s",
+         f"lockstep = {median('pubsub lockstep') / median('pubsub redis-py'):.1f}x (target >= 10x)"),
+        ("pub/sub delivered: raw socket", median("pubsub raw socket"), "msg/s",
+         f"lockstep = {median('pubsub lockstep') / median('pubsub raw socket'):.2f} of raw (target >= 0.5)"),
+        ("publish only: lockstep publish_many", median("publish lockstep"), "msg/s", ""),
+        ("publish only: redis-benchmark -P 16", median("publish redis-benchmark -P 16"), "msg/s",
+         f"lockstep = {median('publish lockstep') / median('publish redis-benchmark -P 16'):.2f} (target >= 0.5)"),
+        ("latency at 1 K msg/s", median("latency p50 at 1000/s") * 1000, "ms p50",
+         f"p99 {median('latency p99 at 1000/s') * 1000:.2f} ms (target <= 2 ms)"),
+        ("latency at 10 K msg/s", median("latency p50 at 10000/s") * 1000, "ms p50",
+         f"p99 {median('latency p99 at 10000/s') * 1000:.2f} ms (target <= 5 ms)"),
+        ("streams produce+consume+ack: lockstep", median("streams lockstep"), "msg/s", ""),
+        ("streams: redis-py loop", median("streams redis-py"), "msg/s",
+         f"lockstep = {median('streams lockstep') / median('streams redis-py'):.1f}x (target >= 5x)"),
+        ("file: delivered between 2 processes", median("file delivered"), "msg/s", "target >= 50,000"),
+        ("file: latency at 1 K msg/s", median("file latency p50 at 1000/s") * 1000, "ms p50",
+         f"p99 {median('file latency p99 at 1000/s') * 1000:.2f} ms (target <= 10 ms)"),
+    ]  # fmt: skip
+    print("\n\nmessaging benchmarks (medians; shared 2-core box, run once):")
+    for name, value, unit, note in rows:
+        print(f"  {name:<40} {value:>12,.2f} {unit:<6} {note}")

@@ -1,0 +1,196 @@
+//! `RateTable` (many keys in this process) and `RateLeasePool` (leased units), each a
+//! core structure behind a mutex.
+
+use std::sync::Mutex;
+
+use lockstep_core::ratelimit::{self as rl, Algorithm, Spend};
+use pyo3::prelude::*;
+
+use super::rule::{grant_row, lease_args, GrantRow};
+use super::{cost_arg, key_arg, lock, now_arg, sint_arg, uint_arg, Decision, RateRule, Source};
+use crate::errors;
+
+/// Many keys under one rule, in this process. Thread-safe.
+#[pyclass(module = "lockstep._core", name = "RateTable", frozen)]
+pub struct RateTable {
+    rule: RateRule,
+    source: Source,
+    inner: Mutex<rl::RateTable>,
+}
+
+#[pymethods]
+impl RateTable {
+    #[new]
+    #[pyo3(signature = (rule, source = "store"))]
+    fn new(rule: &RateRule, source: &str) -> PyResult<Self> {
+        Ok(RateTable {
+            rule: rule.clone(),
+            source: Source::parse(source)?,
+            inner: Mutex::new(rl::RateTable::new(rule.cfg)),
+        })
+    }
+
+    #[getter]
+    fn rule(&self) -> RateRule {
+        self.rule.clone()
+    }
+
+    /// Spend `cost` units of `key` if they fit; `now` defaults to `rate_clock_us()`.
+    #[pyo3(signature = (key = None, cost = None, now = None))]
+    fn acquire(
+        &self,
+        key: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        let (key, cost, now) = (key_arg(key)?, cost_arg(cost)?, now_arg(now)?);
+        let d = lock(&self.inner).acquire(key, cost, now).map_err(errors::to_py)?;
+        Ok(Decision::from_core(d, now, self.source))
+    }
+
+    #[pyo3(signature = (key = None, now = None))]
+    fn peek(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
+        let (key, now) = (key_arg(key)?, now_arg(now)?);
+        let d = lock(&self.inner).peek(key, now).map_err(errors::to_py)?;
+        Ok(Decision::from_core(d, now, self.source))
+    }
+
+    #[pyo3(signature = (key = None, now = None))]
+    fn reset(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let (key, now) = (key_arg(key)?, now_arg(now)?);
+        lock(&self.inner).reset(key, now).map_err(errors::to_py)
+    }
+
+    /// Lease a block: `(granted, retry_after_us, token, start_us, end_us, remaining, now_us)`.
+    #[pyo3(signature = (key, min_units, max_units, lease_us, now = None))]
+    fn lease(
+        &self,
+        key: &Bound<'_, PyAny>,
+        min_units: &Bound<'_, PyAny>,
+        max_units: &Bound<'_, PyAny>,
+        lease_us: &Bound<'_, PyAny>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<GrantRow> {
+        let (key, now) = (key_arg(Some(key))?, now_arg(now)?);
+        let (min, max, lease) = lease_args(min_units, max_units, lease_us)?;
+        let g = lock(&self.inner).lease(key, min, max, lease, now).map_err(errors::to_py)?;
+        Ok(grant_row(g, now))
+    }
+
+    /// Hand back unspent units of a leased block; returns how many were taken back.
+    #[pyo3(signature = (key, token, units, now = None))]
+    fn refund(
+        &self,
+        key: &Bound<'_, PyAny>,
+        token: &Bound<'_, PyAny>,
+        units: &Bound<'_, PyAny>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let (key, now) = (key_arg(Some(key))?, now_arg(now)?);
+        let (token, units) = (sint_arg(token, "token")?, uint_arg(units, "units")?);
+        lock(&self.inner).refund(key, token, units, now).map_err(errors::to_py)
+    }
+
+    #[pyo3(signature = (now = None))]
+    fn live_keys(&self, now: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let now = now_arg(now)?;
+        Ok(lock(&self.inner).live_keys(now))
+    }
+}
+
+type RefundRow = (String, i64, u64);
+
+fn refund_rows(refunds: Vec<rl::lease::Refund>) -> Vec<RefundRow> {
+    refunds.into_iter().map(|r| (r.key, r.token, r.units)).collect()
+}
+
+/// Units leased to this process, spent without a round trip. Thread-safe.
+#[pyclass(module = "lockstep._core", name = "RateLeasePool", frozen)]
+pub struct RateLeasePool {
+    rule: RateRule,
+    inner: Mutex<rl::LeasePool>,
+}
+
+#[pymethods]
+impl RateLeasePool {
+    #[new]
+    fn new(rule: &RateRule) -> Self {
+        RateLeasePool { rule: rule.clone(), inner: Mutex::new(rl::LeasePool::new(rule.cfg)) }
+    }
+
+    #[getter]
+    fn rule(&self) -> RateRule {
+        self.rule.clone()
+    }
+
+    /// Decide locally, or None when a block must be leased first.
+    #[pyo3(signature = (key = None, cost = None, now = None))]
+    fn spend(
+        &self,
+        key: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Decision>> {
+        let (key, cost, now) = (key_arg(key)?, cost_arg(cost)?, now_arg(now)?);
+        Ok(match lock(&self.inner).spend(key, cost, now).map_err(errors::to_py)? {
+            Spend::Decided(d) => Some(Decision::from_core(d, now, Source::Lease)),
+            Spend::NeedBlock { .. } => None,
+        })
+    }
+
+    /// How many units to lease before `spend(key, cost)` can be decided locally (0: none).
+    #[pyo3(signature = (key = None, cost = None, now = None))]
+    fn shortfall(
+        &self,
+        key: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let (key, cost, now) = (key_arg(key)?, cost_arg(cost)?, now_arg(now)?);
+        self.rule.cfg.check_cost(cost).map_err(errors::to_py)?;
+        let have = lock(&self.inner).available(key, now);
+        Ok(match self.rule.cfg.algorithm {
+            Algorithm::SlidingWindow => cost.saturating_sub(have),
+            Algorithm::Gcra => u64::from(have == 0),
+        })
+    }
+
+    /// Take in a block granted by the store; `sent_at`/`received_at` bracket the round trip.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        key: &Bound<'_, PyAny>,
+        granted: &Bound<'_, PyAny>,
+        token: &Bound<'_, PyAny>,
+        start_us: &Bound<'_, PyAny>,
+        end_us: &Bound<'_, PyAny>,
+        sent_at: &Bound<'_, PyAny>,
+        received_at: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let key = key_arg(Some(key))?;
+        let (granted, token) = (uint_arg(granted, "granted")?, sint_arg(token, "token")?);
+        let (start, end) = (uint_arg(start_us, "start_us")?, uint_arg(end_us, "end_us")?);
+        let (sent, received) = (sint_arg(sent_at, "sent_at")?, sint_arg(received_at, "received_at")?);
+        lock(&self.inner).add(key, granted, token, start, end, sent, received).map_err(errors::to_py)
+    }
+
+    #[pyo3(signature = (key = None, now = None))]
+    fn available(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        let (key, now) = (key_arg(key)?, now_arg(now)?);
+        Ok(lock(&self.inner).available(key, now))
+    }
+
+    /// Age out blocks past their deadline: `[(key, token, units), ...]` to hand back.
+    #[pyo3(signature = (now = None))]
+    fn take_refunds(&self, now: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<RefundRow>> {
+        let now = now_arg(now)?;
+        Ok(refund_rows(lock(&self.inner).take_refunds(now)))
+    }
+
+    /// Stop spending: every unit still held, as `[(key, token, units), ...]`.
+    #[pyo3(signature = (now = None))]
+    fn drain(&self, now: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<RefundRow>> {
+        let now = now_arg(now)?;
+        Ok(refund_rows(lock(&self.inner).drain(now)))
+    }
+}
