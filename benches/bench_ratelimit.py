@@ -8,7 +8,8 @@ benchmark round makes ``BATCH`` decisions, so decisions/s = ops x BATCH:
 * in-process, one key hammered past its limit (mostly refusals) and 10 000 keys in
   turn (mostly admissions): lockstep's Rust counters (``try_acquire_nowait``, and the
   async ``acquire``) vs ``limits`` MemoryStorage moving window and pyrate-limiter's
-  in-memory limiter (non-blocking ``try_acquire``);
+  in-memory limiter (non-blocking ``try_acquire``; one key only: a pyrate ``Limiter``
+  holds one bucket for every name unless given a bucket factory);
 * on Redis, one decision per round trip: lockstep's Lua script (asyncio) vs ``limits``
   RedisStorage moving window (sync redis-py, also one Lua script per call);
 * on Redis with token leasing (``lease=1000``): blocks of units per round trip, spent
@@ -60,33 +61,47 @@ def run(coro: Any) -> Any:
 
 
 # -- contenders, each making `n` decisions ----------------------------------------------
+# The timed loops are as lean as Python allows ([f(k) for k in keys]) for every contender
+# alike, so the loop's own cost does not hide the difference; the admitted count is
+# taken from the returned results afterwards.
+def _keys_for(keys: list[str], n: int) -> Callable[[], list[str]]:
+    """Successive slices of ``keys`` (cycled), ``n`` at a time."""
+    cycle = itertools.cycle(keys).__next__
+    return lambda: [cycle() for _ in range(n)] if len(keys) > 1 else keys * n
+
+
+def admitted(results: list[Any]) -> int:
+    return sum(bool(r.allowed if hasattr(r, "allowed") else r) for r in results)
+
+
 def lockstep_memory(rate: str, keys: list[str]) -> tuple[Callable[[int], int], Callable[[int], int]]:
     """(try_acquire_nowait batch, async acquire batch) on the memory driver."""
     coord = run(lockstep.connect(f"memory://bench-{time.time_ns()}", namespace="bench").open())
     limiter = coord.rate_limit("bench", rate, algorithm="sliding_window")
     nowait = limiter.try_acquire_nowait
-    cycle = itertools.cycle(keys).__next__
+    slices = {n: _keys_for(keys, n) for n in (BATCH,)}
 
     def sync_batch(n: int) -> int:
-        return sum(nowait(cycle()).allowed for _ in range(n))  # type: ignore[union-attr]
+        ks = slices[n]()
+        return admitted([nowait(k) for k in ks])
 
-    async def many(n: int) -> int:
-        return sum([(await limiter.acquire(cycle())).allowed for _ in range(n)])
+    async def many(ks: list[str]) -> list[Any]:
+        return [await limiter.acquire(k) for k in ks]
 
-    return sync_batch, lambda n: run(many(n))
+    return sync_batch, lambda n: admitted(run(many(slices[n]())))
 
 
 def limits_memory(rate: str, keys: list[str]) -> Callable[[int], int]:
     hit = strategies.MovingWindowRateLimiter(storage.MemoryStorage()).hit
     item = limits.parse(rate)
-    cycle = itertools.cycle(keys).__next__
-    return lambda n: sum(hit(item, cycle()) for _ in range(n))
+    slices = _keys_for(keys, BATCH)
+    return lambda n: admitted([hit(item, k) for k in slices()])
 
 
 def pyrate_memory(limit: int, period_ms: int, keys: list[str]) -> Callable[[int], int]:
-    limiter = pyrate_limiter.Limiter(pyrate_limiter.Rate(limit, period_ms))
-    cycle = itertools.cycle(keys).__next__
-    return lambda n: sum(bool(limiter.try_acquire(cycle(), blocking=False)) for _ in range(n))
+    acquire = pyrate_limiter.Limiter(pyrate_limiter.Rate(limit, period_ms)).try_acquire
+    slices = _keys_for(keys, BATCH)
+    return lambda n: admitted([acquire(k, blocking=False) for k in slices()])
 
 
 def lockstep_redis(url: str, *, lease: int | None = None) -> Callable[[int], int]:
@@ -142,11 +157,6 @@ def test_memory_keys_lockstep_nowait(benchmark: Any) -> None:
 @pytest.mark.benchmark(group="in-process, 10 000 keys (x1000)")
 def test_memory_keys_limits_moving_window(benchmark: Any) -> None:
     assert benchmark(limits_memory(*MANY), BATCH) == BATCH
-
-
-@pytest.mark.benchmark(group="in-process, 10 000 keys (x1000)")
-def test_memory_keys_pyrate(benchmark: Any) -> None:
-    assert benchmark(pyrate_memory(100, 60_000, KEYS), BATCH) == BATCH
 
 
 @pytest.mark.benchmark(group="redis, one decision per round trip (x300)")
@@ -219,7 +229,6 @@ def test_ratio_report(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Non
             "lockstep try_acquire_nowait": _rate(many_nowait, BATCH, 20),
             "lockstep await acquire": _rate(many_async, BATCH, 20),
             "limits moving window": _rate(limits_memory(*MANY), BATCH, 10),
-            "pyrate-limiter": _rate(pyrate_memory(100, 60_000, KEYS), BATCH, 10),
         },
         "redis": {
             "lockstep await acquire (1 round trip)": _rate(lockstep_redis(redis_url), REDIS_BATCH, 5),

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from .drivers.message_store import Gap, GroupReader, GroupSpec
 from .envelope import Message
-from .errors import BackendUnavailable, EnvelopeError, MessagesLost, Timeout
+from .errors import BackendError, BackendUnavailable, EnvelopeError, MessagesLost, Timeout
 
 __all__ = ["Consumer", "Delivery", "Received"]
 
@@ -100,7 +101,7 @@ class Consumer:
         self.stats = {"delivered": 0, "acked": 0, "redelivered": 0, "dead_lettered": 0, "gaps": 0}
 
     # -- lifecycle -------------------------------------------------------------------
-    async def open(self) -> Consumer:
+    async def open(self) -> Self:
         """Join the group (creating it at ``start`` if missing)."""
         if not self._opened:
             gaps = await self._reader.open(timeout=self._timeout)
@@ -121,7 +122,7 @@ class Consumer:
             await asyncio.gather(*self._ack_tasks, return_exceptions=True)
         await self._reader.close()
 
-    async def __aenter__(self) -> Consumer:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
     async def __aexit__(
@@ -142,10 +143,10 @@ class Consumer:
             batch = await self._reader.read(wait=wait, timeout=self._timeout + wait)
             self._queue.extend(batch.gaps)
             self.stats["gaps"] += len(batch.gaps)
-            for item, id, count in zip(batch.items, batch.ids, batch.counts, strict=True):
-                self._queue.append(Delivery(self, item, id, count))
-                if count > 1:
-                    self.stats["redelivered"] += 1
+            if len(batch.ids) != len(batch.items) or len(batch.counts) != len(batch.items):
+                raise BackendError(f"{self.spec.channel!r}: a read returned mismatched items, ids and counts")
+            self._queue.extend(map(Delivery, itertools.repeat(self), batch.items, batch.ids, batch.counts))
+            self.stats["redelivered"] += len(batch.counts) - batch.counts.count(1)
             self.stats["delivered"] += len(batch.items)
             if batch.dead_lettered:
                 self.stats["dead_lettered"] += len(batch.dead_lettered)
@@ -188,7 +189,12 @@ class Consumer:
                 return []
         except StopAsyncIteration:
             return []
-        queue, out = self._queue, []
+        queue: collections.deque[Received] = self._queue
+        out: list[Received] = []
+        if not self.strict and len(queue) <= max_items:
+            out = list(queue)
+            queue.clear()
+            return out
         while queue and len(out) < max_items:
             if self.strict and isinstance(queue[0], Gap):
                 if not out:
@@ -232,7 +238,7 @@ class Consumer:
         # the caller may retry, never an OutcomeUnknown.
         try:
             results = await self._reader.ack([id for id, _ in acks], timeout=self._timeout)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- every failure goes to the acks waiting on it
             for _, future in acks:
                 if not future.done():
                     future.set_exception(e)

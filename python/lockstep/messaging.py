@@ -34,7 +34,13 @@ import msgspec
 from ._core import MessageDecoder
 from .consumer import Consumer, Delivery, Received
 from .drivers.base import Capability
-from .drivers.message_store import DEFAULT_RETENTION, Gap, GroupSpec, MessageStore, Retention
+from .drivers.message_store import (
+    DEFAULT_RETENTION,
+    Gap,
+    GroupSpec,
+    MessageStore,
+    Retention,
+)
 from .envelope import _DECODE_ERRORS, DEFAULT_MAX_SIZE, Message, _data_error
 from .errors import CapabilityError, InvalidInputError
 from .names import validate_name
@@ -95,7 +101,7 @@ class Binding:
 
 
 def _check_positive(name: str, value: Any, kind: type = int) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind | int) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, kind | int) or not value > 0:  # type: ignore[operator]
         raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
 
 

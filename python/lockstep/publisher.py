@@ -30,7 +30,13 @@ from typing import Any, overload
 import msgspec
 
 from . import _core
-from .drivers.message_store import DEFAULT_RETENTION, FlushState, MessageStore, OutgoingBatch, Retention
+from .drivers.message_store import (
+    DEFAULT_RETENTION,
+    FlushState,
+    MessageStore,
+    OutgoingBatch,
+    Retention,
+)
 from .envelope import DEFAULT_MAX_SIZE
 from .errors import EnvelopeError, LockstepError, OutcomeUnknown, Timeout
 
@@ -58,13 +64,13 @@ class MessageIds(Sequence[str]):
     """The ids of one ``publish_many``: ``f"{prefix}{seq}"`` for consecutive seqs, made on
     demand (a list of 10,000 strings nobody reads is not free)."""
 
-    __slots__ = ("count", "first", "prefix")
+    __slots__ = ("first", "prefix", "size")
 
-    def __init__(self, prefix: str, first: int, count: int) -> None:
-        self.prefix, self.first, self.count = prefix, first, count
+    def __init__(self, prefix: str, first: int, size: int) -> None:
+        self.prefix, self.first, self.size = prefix, first, size
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -72,10 +78,10 @@ class MessageIds(Sequence[str]):
     def __getitem__(self, index: slice) -> list[str]: ...
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
+            return [self[i] for i in range(*index.indices(self.size))]
         if index < 0:
-            index += self.count
-        if not 0 <= index < self.count:
+            index += self.size
+        if not 0 <= index < self.size:
             raise IndexError("message id index out of range")
         return f"{self.prefix}{self.first + index}"
 
@@ -85,10 +91,10 @@ class MessageIds(Sequence[str]):
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((self.prefix, self.first, self.count))
+        return hash((self.prefix, self.first, self.size))
 
     def __repr__(self) -> str:
-        return repr(list(self)) if self.count <= 5 else f"<{self.count} message ids {self[0]}..{self[-1]}>"
+        return repr(list(self)) if self.size <= 5 else f"<{self.size} message ids {self[0]}..{self[-1]}>"
 
 
 class _Channel:
@@ -139,8 +145,7 @@ class Publisher:
             loop.call_soon(self._flush)
         self._queue.append(_Request(channel, datas, future, single))
         deadline = time.monotonic() + timeout
-        if deadline < self._deadline:
-            self._deadline = deadline
+        self._deadline = min(self._deadline, deadline)
         return future
 
     def _channel(self, name: str) -> _Channel:

@@ -31,11 +31,17 @@ import collections
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from .drivers.message_store import Feed, Gap, GapReason, Inbox
 from .envelope import Message
-from .errors import BackendUnavailable, EnvelopeError, InvalidInputError, MessagesLost, Timeout
+from .errors import (
+    BackendUnavailable,
+    EnvelopeError,
+    InvalidInputError,
+    MessagesLost,
+    Timeout,
+)
 
 __all__ = ["GAP_SETTLE", "Item", "Subscription", "ranges"]
 
@@ -99,7 +105,7 @@ class Subscription(Inbox):
         self.stats = {"delivered": 0, "gaps": 0, "dropped": 0}
 
     # -- lifecycle -------------------------------------------------------------------
-    async def open(self) -> Subscription:
+    async def open(self) -> Self:
         """Subscribe; returns once established (what is published afterwards arrives)."""
         if self._feed is None:
             feed = self._open_feed(self)
@@ -121,7 +127,7 @@ class Subscription(Inbox):
         if feed is not None:
             await feed.close()
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
     async def __aexit__(

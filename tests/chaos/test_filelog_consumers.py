@@ -23,7 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 async def test_scenario_9_file_consumer_killed_mid_batch(tmp_path: Path) -> None:
-    await run_scenario_9(f"file://{tmp_path / 'coord.db'}", tmp_path)
+    db = tmp_path / "coord.db"
+
+    async def pending() -> int:
+        with sqlite3.connect(str(db), timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM msg_pending WHERE grp = 'workers'").fetchone()[0])
+
+    await run_scenario_9(f"file://{db}", tmp_path, pending)
 
 
 async def test_scenario_10_file_trim_vs_pending(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import sqlite3
 import time
 from typing import Any
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.drivers.message_store import FlushState, OutgoingBatch
 from lockstep.messaging import Gap, Message
+
 from tests.support.redis_server import RedisServer
 
 

@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 
+import lockstep
 import msgspec
 import pytest
-
-import lockstep
 from lockstep import Capability
 from lockstep.envelope import EnvelopeCodec
 from lockstep.messaging import Gap, Message
-from tests.contract.messaging_support import gaps, messages, nothing_more, publish_raw, take
+
+from tests.contract.messaging_support import (
+    gaps,
+    messages,
+    nothing_more,
+    publish_raw,
+    take,
+)
 
 
 class Task(msgspec.Struct):

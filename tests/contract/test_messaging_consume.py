@@ -9,12 +9,12 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.messaging import Delivery, Gap, Message
-from tests.contract.messaging_support import gaps, messages, take
+
 from tests.conftest import driver_url
+from tests.contract.messaging_support import messages, take
 from tests.support.redis_server import RedisServer
 
 DURABLE = ["memory", "file", "redis+streams"]
@@ -130,7 +130,7 @@ async def test_typed_consumer_delivers_errors_for_bad_payloads(durable: lockstep
     assert good.message.data == {"id": 1} and good.error is None
     assert isinstance(bad.error, lockstep.EnvelopeError)
     with pytest.raises(lockstep.EnvelopeError):
-        bad.message
+        _ = bad.message
 
 
 async def test_replay_from_a_position(durable: lockstep.Coordinator) -> None:

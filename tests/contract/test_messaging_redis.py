@@ -10,10 +10,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import pytest
-
 import lockstep
+import pytest
 from lockstep.messaging import Gap, Message
+
 from tests.contract.messaging_support import take
 from tests.support.faultproxy import FaultProxy
 from tests.support.redis_server import RedisServer
@@ -57,7 +57,9 @@ async def test_redis_cli_publish_is_delivered_with_sender_unknown(redis_server: 
         async with coord.subscribe("sprint:coordination") as sub:
             wire = coord.messaging.store.wire("sprint:coordination")
             for payload in ('{"id": 1, "timestamp": 1700000000}', "interface_ready"):
-                subprocess.run([cli, "-p", str(redis_server.port), "PUBLISH", wire, payload], check=True, capture_output=True)
+                subprocess.run(  # noqa: ASYNC221 -- a quick CLI call; the subscription buffers meanwhile
+                    [cli, "-p", str(redis_server.port), "PUBLISH", wire, payload], check=True, capture_output=True
+                )
             items = await take(sub, 2)
     assert [m.data for m in items] == [{"id": 1, "timestamp": 1700000000}, "interface_ready"]
     assert all(m.sender is None and m.seq is None for m in items)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
-from ..errors import BackendError, BackendUnavailable, OutcomeUnknown, ProtocolError
+from ..errors import BackendUnavailable, OutcomeUnknown, ProtocolError
 
 if TYPE_CHECKING:
     from .redis import RedisDriver

@@ -21,11 +21,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .. import _core
 from .._core import MessageDecoder
+from ..errors import BackendError
 from ..keys import Keyspace
 from .message_store import Feed, FlushState, Inbox, MessageStore, OutgoingBatch
-from ..errors import BackendError
 from .redis_connection import RespConnection, SkipReplies, send_or_unknown
 from .redis_subscriber import RedisSubscriberFeed
 

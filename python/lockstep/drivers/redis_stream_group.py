@@ -144,7 +144,7 @@ class StreamGroupReader(GroupReader):
 
     async def _read_new(self, conn: RespConnection, batch: GroupBatch, count: int, block_ms: int) -> None:
         spec = self.spec
-        command = ["XREADGROUP", "GROUP", spec.group, spec.consumer, "COUNT", count]
+        command: list[str | int] = ["XREADGROUP", "GROUP", spec.group, spec.consumer, "COUNT", count]
         if block_ms > 0:
             command += ["BLOCK", block_ms]
         command += ["STREAMS", self.key, ">"]

@@ -31,8 +31,23 @@ from .. import _core
 from .._core import MessageDecoder
 from ..errors import BackendError, InvalidInputError, LockstepError
 from ..keys import Keyspace
-from .message_store import Feed, FlushState, Gap, GroupReader, GroupSpec, Inbox, MessageStore, OutgoingBatch, Retention
-from .redis_connection import INCOMPLETE, ConnectionLost, RespConnection, send_or_unknown
+from .message_store import (
+    Feed,
+    FlushState,
+    Gap,
+    GroupReader,
+    GroupSpec,
+    Inbox,
+    MessageStore,
+    OutgoingBatch,
+    Retention,
+)
+from .redis_connection import (
+    INCOMPLETE,
+    ConnectionLost,
+    RespConnection,
+    send_or_unknown,
+)
 from .redis_info import parse_info
 from .redis_pubsub import SharedConnection
 from .redis_stream_group import StreamGroupReader
@@ -40,7 +55,7 @@ from .redis_stream_group import StreamGroupReader
 if TYPE_CHECKING:
     from .redis import RedisDriver
 
-__all__ = ["RedisStreamsStore", "TRIM_EVERY", "compare_ids", "script"]
+__all__ = ["TRIM_EVERY", "RedisStreamsStore", "compare_ids", "script"]
 
 log = logging.getLogger("lockstep.messaging")
 
@@ -286,10 +301,7 @@ class StreamFeed(Feed):
         self.closed = True
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)
         if self.conn is not None:
             self.conn.close()
 
@@ -304,7 +316,7 @@ class StreamFeed(Feed):
                     continue
                 wires = list(self.wires)
                 count = max(1, min(READ_COUNT, self.inbox.space()))
-                command = ["XREAD", "COUNT", count, "BLOCK", READ_BLOCK_MS, "STREAMS", *wires]
+                command: list[str | int] = ["XREAD", "COUNT", count, "BLOCK", READ_BLOCK_MS, "STREAMS", *wires]
                 command += [self.positions[w] for w in wires]
                 result = await conn.request(_core.pack_command(*command), self._take)
                 if isinstance(result, _core.RespError):

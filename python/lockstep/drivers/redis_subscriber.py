@@ -82,10 +82,7 @@ class RedisSubscriberFeed(Feed):
             self._tick_handle.cancel()
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)
         if self.conn is not None:
             self.conn.on_lost = None
             self.conn.close()

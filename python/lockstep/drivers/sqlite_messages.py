@@ -39,7 +39,6 @@ from .message_store import (
     Feed,
     FlushState,
     Gap,
-    GroupBatch,
     GroupReader,
     GroupSpec,
     Inbox,
@@ -292,7 +291,7 @@ class _LogFeed(Feed):
                     checked = time.monotonic()
                 limit = min(READ_ROWS, self.inbox.space())
                 rows, trimmed = await self.store.read(
-                    "read messages", lambda c, now: job(c, now, check, limit), timeout=timeout
+                    "read messages", lambda c, now, check=check, limit=limit: job(c, now, check, limit), timeout=timeout
                 )
                 if trimmed:
                     self._report_trims(trimmed)
@@ -306,7 +305,7 @@ class _LogFeed(Feed):
                 await doorbell.changed(seen, WAIT)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # a broken database: the subscriber's iteration raises it
+            except Exception as e:  # noqa: BLE001 -- a broken database: the subscriber's iteration raises it
                 self.inbox.failed(e)
                 return
 
@@ -314,10 +313,7 @@ class _LogFeed(Feed):
         self.closed = True
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def dead_meta(origin: int, group: str, deliveries: int) -> str:

@@ -5,11 +5,12 @@ turns): read the key's stored state, run the Rust step on it
 (:meth:`~lockstep._core.RateRule.acquire_state` and friends), write the new state
 back with a TTL, so an idle key's row expires and is purged. An acquire reads first,
 without the write lock, and returns a refusal from there (a refusal changes nothing),
-so refused callers never queue for the lock. The clock is the
-host's, read *inside* the transaction, after the write lock is held: a process that
-waited for the lock decides with the time it got it, so decisions are applied in
-the order of their timestamps (the driver's own ``now`` is read before the lock,
-and is not used here).
+so refused callers never queue for the lock.
+
+The clock is the host's, read *after* the state (inside the transaction, so after the
+write lock is held): a decision's time is never earlier than any decision it sees, so
+decisions are stamped in the order they are applied. (The driver's own ``now`` is read
+before the lock, and is not used here.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .._core import Decision, RateRule
 from . import sqlite_schema as tables
+from .local_rules import wrong_type
 from .rate_store import Grant, RateStore
 
 if TYPE_CHECKING:
@@ -38,6 +40,17 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _state(conn: sqlite3.Connection, row_key: str) -> bytes | None:
+    """The stored state, expired or not: an expired one is idle, and the Rust step drops what
+    expired by its own clock, which is read after this (so it never predates what it reads)."""
+    row = conn.execute("SELECT kind, value FROM kv WHERE key = ?", (row_key,)).fetchone()
+    if row is None:
+        return None
+    if row[0] != "str":
+        raise wrong_type("file", "rate-limit", row_key, "hash")
+    return bytes(row[1])
+
+
 class SqliteRateStore(RateStore):
     """One limit's keys as rows of the driver's ``kv`` table (see the module docstring)."""
 
@@ -49,9 +62,10 @@ class SqliteRateStore(RateStore):
         row_key = self.state_key(key)
 
         def job(conn: sqlite3.Connection, _lock_wait_started: float) -> T:
+            stored = _state(conn, row_key)
             now_us = _now_us()
             now = now_us / 1e6
-            result, state, ttl_us = step(tables.get(conn, now, row_key), now_us)
+            result, state, ttl_us = step(stored, now_us)
             if state is None:
                 tables.delete(conn, now, [row_key])
             else:
@@ -80,8 +94,9 @@ class SqliteRateStore(RateStore):
         row_key = self.state_key(key)
 
         def job(conn: sqlite3.Connection, _now: float) -> T:
-            now_us = _now_us()
-            return look(tables.get(conn, now_us / 1e6, row_key), now_us)
+            state = _state(conn, row_key)
+            now_us = _now_us()  # read after the state: never before a decision it reflects
+            return look(state, now_us)
 
         return await self.driver._run(f"rate-limit {op}", job, timeout=timeout, write=False)
 

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_SIZE: usize = 1 << 20;
 /// The `ls` value this version writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
 
+pub use wire_json::string_end;
+
 /// The first bytes of a JSON envelope (after optional whitespace).
 pub const JSON_MARKER: &[u8] = wire_json::MARKER;
 /// The first bytes of a msgpack envelope.

@@ -219,30 +219,22 @@ pub fn split_json_array(array: &[u8]) -> Result<Vec<&[u8]>, CoreError> {
     if inner.trim_ascii().is_empty() {
         return Ok(out);
     }
-    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0usize);
-    for (i, &b) in inner.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut start, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = inner.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => i = envelope::string_end(inner, i).ok_or_else(|| bad("an unterminated string"))?,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => depth = depth.checked_sub(1).ok_or_else(|| bad("unbalanced brackets"))?,
             b',' if depth == 0 => {
-                out.push(inner.get(start..i).unwrap_or_default().trim_ascii());
-                start = i + 1;
+                out.push(inner.get(start..i - 1).unwrap_or_default().trim_ascii());
+                start = i;
             }
             _ => {}
         }
     }
-    if in_string || depth != 0 {
-        return Err(bad("an unterminated string or bracket"));
+    if depth != 0 {
+        return Err(bad("an unterminated bracket"));
     }
     out.push(inner.get(start..).unwrap_or_default().trim_ascii());
     if out.iter().any(|item| item.is_empty()) {

@@ -82,7 +82,7 @@ async def subscriber(coord: lockstep.Coordinator, args: argparse.Namespace) -> N
                 emit("stopped", stats=sub.stats)
                 return
             if command.startswith("stall"):
-                time.sleep(float(command.split()[1]))  # blocks the loop: nothing is read
+                time.sleep(float(command.split()[1]))  # noqa: ASYNC251 -- the point: nothing is read
                 emit("stalled")
             batch = await sub.get_batch(5000, timeout=0.05)
             now = time.time()
@@ -140,16 +140,18 @@ async def consumer(coord: lockstep.Coordinator, args: argparse.Namespace) -> Non
                 await asyncio.sleep(3600)
             if args.work:
                 await asyncio.sleep(args.work)
-            for attempt in range(20):
+            failed = 0
+            while True:
                 try:
-                    ok = await item.ack()
+                    ok: bool | None = await item.ack()
                     break
                 except (lockstep.Timeout, lockstep.BackendUnavailable):
-                    await asyncio.sleep(0.1 * (attempt + 1))
-            else:
-                ok = None
+                    failed += 1  # the ack may have landed; a retry then says False
+                    await asyncio.sleep(0.1 * failed)
+            if failed and not ok:
+                ok = None  # acked by the lost attempt, or by a consumer it was redelivered to
             acked += 1
-            emit("acked", id=item.id, n=item.message.data["n"], ok=ok)
+            emit("acked", id=item.id, n=item.message.data["n"], ok=ok, failed_attempts=failed)
 
 
 async def main() -> None:

@@ -171,21 +171,29 @@ pub enum DataCheck {
     Shape,
 }
 
+/// Where the string starting just after an opening quote at `from` ends (the index after
+/// its closing quote), skipping escapes; `None` if it never closes. Jumps with memchr.
+pub fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr::memchr2(b'"', b'\\', bytes.get(from..)?)?;
+        if bytes.get(at) == Some(&b'"') {
+            return Some(at + 1);
+        }
+        from = at + 2; // a backslash escapes the next byte, whatever it is
+    }
+}
+
 /// See [`DataCheck::Shape`].
 pub fn one_value_shape(data: &[u8]) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in data {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = data.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => match string_end(data, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
             b'[' | b'{' => depth += 1,
             b']' | b'}' => match depth.checked_sub(1) {
                 Some(d) => depth = d,
@@ -195,7 +203,7 @@ pub fn one_value_shape(data: &[u8]) -> bool {
             _ => {}
         }
     }
-    !data.is_empty() && depth == 0 && !in_string
+    !data.is_empty() && depth == 0
 }
 
 pub fn read_checking(payload: &[u8], data_check: DataCheck) -> Result<(Meta<'_>, &[u8]), CoreError> {

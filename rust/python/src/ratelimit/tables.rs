@@ -7,8 +7,14 @@ use lockstep_core::ratelimit::{self as rl, Algorithm, Spend};
 use pyo3::prelude::*;
 
 use super::rule::{grant_row, lease_args, GrantRow};
-use super::{cost_arg, key_arg, lock, now_arg, sint_arg, uint_arg, Decision, RateRule, Source};
+use super::{clock_us, cost_arg, key_arg, lock, now_arg, sint_arg, uint_arg, Decision, RateRule, Source};
 use crate::errors;
+
+/// A `now` given by the caller; None means "read the clock once the lock is held", so
+/// decisions on one table are stamped in the order they are made.
+fn given_now(now: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    now.map(|o| sint_arg(o, "now (microseconds)")).transpose()
+}
 
 /// Many keys under one rule, in this process. Thread-safe.
 #[pyclass(module = "lockstep._core", name = "RateTable", frozen)]
@@ -43,15 +49,19 @@ impl RateTable {
         cost: Option<&Bound<'_, PyAny>>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let (key, cost, now) = (key_arg(key)?, cost_arg(cost)?, now_arg(now)?);
-        let d = lock(&self.inner).acquire(key, cost, now).map_err(errors::to_py)?;
+        let (key, cost, given) = (key_arg(key)?, cost_arg(cost)?, given_now(now)?);
+        let mut table = lock(&self.inner);
+        let now = given.unwrap_or_else(clock_us);
+        let d = table.acquire(key, cost, now).map_err(errors::to_py)?;
         Ok(Decision::from_core(d, now, self.source))
     }
 
     #[pyo3(signature = (key = None, now = None))]
     fn peek(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
-        let (key, now) = (key_arg(key)?, now_arg(now)?);
-        let d = lock(&self.inner).peek(key, now).map_err(errors::to_py)?;
+        let (key, given) = (key_arg(key)?, given_now(now)?);
+        let table = lock(&self.inner);
+        let now = given.unwrap_or_else(clock_us);
+        let d = table.peek(key, now).map_err(errors::to_py)?;
         Ok(Decision::from_core(d, now, self.source))
     }
 
@@ -71,9 +81,11 @@ impl RateTable {
         lease_us: &Bound<'_, PyAny>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<GrantRow> {
-        let (key, now) = (key_arg(Some(key))?, now_arg(now)?);
+        let (key, given) = (key_arg(Some(key))?, given_now(now)?);
         let (min, max, lease) = lease_args(min_units, max_units, lease_us)?;
-        let g = lock(&self.inner).lease(key, min, max, lease, now).map_err(errors::to_py)?;
+        let mut table = lock(&self.inner);
+        let now = given.unwrap_or_else(clock_us);
+        let g = table.lease(key, min, max, lease, now).map_err(errors::to_py)?;
         Ok(grant_row(g, now))
     }
 
@@ -86,9 +98,10 @@ impl RateTable {
         units: &Bound<'_, PyAny>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let (key, now) = (key_arg(Some(key))?, now_arg(now)?);
+        let (key, given) = (key_arg(Some(key))?, given_now(now)?);
         let (token, units) = (sint_arg(token, "token")?, uint_arg(units, "units")?);
-        lock(&self.inner).refund(key, token, units, now).map_err(errors::to_py)
+        let mut table = lock(&self.inner);
+        table.refund(key, token, units, given.unwrap_or_else(clock_us)).map_err(errors::to_py)
     }
 
     #[pyo3(signature = (now = None))]
@@ -131,8 +144,10 @@ impl RateLeasePool {
         cost: Option<&Bound<'_, PyAny>>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Decision>> {
-        let (key, cost, now) = (key_arg(key)?, cost_arg(cost)?, now_arg(now)?);
-        Ok(match lock(&self.inner).spend(key, cost, now).map_err(errors::to_py)? {
+        let (key, cost, given) = (key_arg(key)?, cost_arg(cost)?, given_now(now)?);
+        let mut pool = lock(&self.inner);
+        let now = given.unwrap_or_else(clock_us);
+        Ok(match pool.spend(key, cost, now).map_err(errors::to_py)? {
             Spend::Decided(d) => Some(Decision::from_core(d, now, Source::Lease)),
             Spend::NeedBlock { .. } => None,
         })

@@ -1,0 +1,373 @@
+//! `MessageDecoder`: how payloads become `Message` objects, a batch at a time. Envelopes are
+//! decoded in Rust; the JSON data of the whole batch is decoded by ONE call of a msgspec
+//! decoder over a JSON array built here; each sender's sequence numbers are tracked to report
+//! what was missed. A payload that fails becomes an `EnvelopeError` instance in its place.
+
+use std::collections::HashMap;
+
+use lockstep_core::envelope::{Codec, Kind, DEFAULT_MAX_SIZE};
+use lockstep_core::pubsub::{self, SeqTracker};
+use lockstep_core::CoreError;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::args;
+use crate::errors;
+
+/// Sender streams a decoder remembers for gap detection.
+const TRACKED_SENDERS: usize = 65_536;
+
+/// Where a slot's data comes from once the batch is decoded.
+enum Value<'py> {
+    /// Bytes `start..end` of the batch's JSON array.
+    Json { start: usize, end: usize },
+    /// Already a Python value (untyped text or bytes).
+    Ready(Bound<'py, PyAny>),
+    /// Needs `decode_item(channel, data, kind)`.
+    Item(Bound<'py, PyBytes>, &'static str),
+    /// The payload is bad: this error instance is delivered in its place.
+    Bad(Bound<'py, PyAny>),
+}
+
+struct Meta<'py> {
+    sender: Bound<'py, PyString>,
+    seq: u64,
+    ts: f64,
+    id: Bound<'py, PyString>,
+}
+
+struct Slot<'py> {
+    channel: Bound<'py, PyString>,
+    position: Bound<'py, PyAny>,
+    meta: Option<Meta<'py>>,
+    value: Value<'py>,
+}
+
+/// The messages of one call, built in one pass, decoded at `finish`.
+pub(super) struct Batch<'py> {
+    py: Python<'py>,
+    json: Vec<u8>,
+    slots: Vec<Slot<'py>>,
+    jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
+    last_sender: Option<(String, Bound<'py, PyString>)>,
+}
+
+impl<'py> Batch<'py> {
+    /// Nothing pushed yet.
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(super) fn new(py: Python<'py>) -> Self {
+        Batch { py, json: Vec::new(), slots: Vec::new(), jumps: Vec::new(), last_sender: None }
+    }
+
+    fn sender(&mut self, name: &str) -> Bound<'py, PyString> {
+        if let Some((last, obj)) = &self.last_sender {
+            if last == name {
+                return obj.clone();
+            }
+        }
+        let obj = PyString::new(self.py, name);
+        self.last_sender = Some((name.to_owned(), obj.clone()));
+        obj
+    }
+
+    fn push_json(&mut self, data: &[u8]) -> Value<'py> {
+        self.json.push(if self.json.is_empty() { b'[' } else { b',' });
+        let start = self.json.len();
+        self.json.extend_from_slice(data);
+        Value::Json { start, end: self.json.len() }
+    }
+
+    /// Add one payload; `position` is its place in a log (None for pub/sub).
+    pub(super) fn push(
+        &mut self,
+        dec: &mut MessageDecoder,
+        channel: Bound<'py, PyString>,
+        payload: &[u8],
+        position: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let (meta, value) = match pubsub::decode_any(payload, dec.max_size) {
+            Err(err) => {
+                let bad = channel_error(py, &channel, &err, &position)?;
+                bad.setattr(intern!(py, "payload"), PyBytes::new(py, payload))?;
+                (None, Value::Bad(bad))
+            }
+            Ok((decoded, codec)) => {
+                let meta = match &decoded.meta {
+                    Some(m) => {
+                        let sender = self.sender(&m.sender);
+                        if let Some(tracker) = dec.tracker.as_mut() {
+                            if let Some((lo, hi)) = tracker.observe(&m.sender, &m.id, m.seq) {
+                                self.jumps.push((self.slots.len(), sender.clone(), lo, hi));
+                            }
+                        }
+                        Some(Meta { sender, seq: m.seq, ts: m.ts, id: PyString::new(py, &m.id) })
+                    }
+                    None => None,
+                };
+                let data = decoded.data;
+                let value = match (decoded.kind, codec) {
+                    (Kind::Envelope, Codec::Msgpack) => Value::Item(PyBytes::new(py, data), "msgpack"),
+                    (Kind::Envelope | Kind::Json, _) => self.push_json(data),
+                    (Kind::Text, _) if !dec.typed => {
+                        Value::Ready(PyString::new(py, &String::from_utf8_lossy(data)).into_any())
+                    }
+                    (Kind::Text, _) => Value::Item(PyBytes::new(py, data), "text"),
+                    (Kind::Bytes, _) if !dec.typed => Value::Ready(PyBytes::new(py, data).into_any()),
+                    (Kind::Bytes, _) => Value::Item(PyBytes::new(py, data), "bytes"),
+                };
+                (meta, value)
+            }
+        };
+        self.slots.push(Slot { channel, position, meta, value });
+        Ok(())
+    }
+
+    /// Decode every data value and build the messages: `(items, jumps)`.
+    pub(super) fn finish(self, dec: &MessageDecoder) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let py = self.py;
+        let json_count = self.slots.iter().filter(|s| matches!(s.value, Value::Json { .. })).count();
+        let mut bulk: Option<Vec<Bound<'py, PyAny>>> = None;
+        if json_count > 0 {
+            let mut json = self.json;
+            json.push(b']');
+            // One C-speed call for the whole batch; if any item fails (e.g. a typed channel
+            // got a payload of the wrong shape), fall back to one call per item below.
+            if let Ok(list) = dec.decode_array.bind(py).call1((PyBytes::new(py, &json),)) {
+                let values: Vec<Bound<'py, PyAny>> = list.try_iter()?.collect::<PyResult<_>>()?;
+                if values.len() == json_count {
+                    bulk = Some(values);
+                }
+            }
+            return build(py, dec, self.slots, bulk, &json, self.jumps);
+        }
+        build(py, dec, self.slots, None, &[], self.jumps)
+    }
+}
+
+fn build<'py>(
+    py: Python<'py>,
+    dec: &MessageDecoder,
+    slots: Vec<Slot<'py>>,
+    bulk: Option<Vec<Bound<'py, PyAny>>>,
+    json: &[u8],
+    jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let message_type = dec.message_type.bind(py);
+    let decode_item = dec.decode_item.bind(py);
+    let mut bulk = bulk.map(Vec::into_iter);
+    let items = PyList::empty(py);
+    for slot in slots {
+        let item = |data: Bound<'py, PyBytes>, kind: &str| decode_item.call1((&slot.channel, data, kind));
+        let value = match slot.value {
+            Value::Bad(err) => {
+                items.append(err)?;
+                continue;
+            }
+            Value::Ready(v) => Ok(v),
+            Value::Item(data, kind) => item(data, kind),
+            Value::Json { start, end } => match bulk.as_mut().and_then(Iterator::next) {
+                Some(v) => Ok(v),
+                None => item(PyBytes::new(py, json.get(start..end).unwrap_or_default()), "json"),
+            },
+        };
+        let value = match value {
+            Ok(v) => v,
+            Err(err) => {
+                let instance = err.into_value(py).into_bound(py).into_any();
+                annotate(py, &instance, &slot.channel, &slot.position, slot.meta.as_ref())?;
+                items.append(instance)?;
+                continue;
+            }
+        };
+        let message = match &slot.meta {
+            Some(m) => message_type.call1((
+                &slot.channel,
+                value,
+                &m.sender,
+                m.seq.into_bound_py_any(py)?,
+                m.ts.into_bound_py_any(py)?,
+                &m.id,
+                &slot.position,
+            ))?,
+            None => message_type.call1((&slot.channel, value, py.None(), py.None(), py.None(), py.None(), &slot.position))?,
+        };
+        items.append(message)?;
+    }
+    let jump_list = PyList::empty(py);
+    for (index, sender, lo, hi) in jumps {
+        jump_list.append((index, sender, lo, hi))?;
+    }
+    Ok((items, jump_list))
+}
+
+/// Name the channel, position and sender on an error delivered in a message's place.
+fn annotate<'py>(
+    py: Python<'py>,
+    err: &Bound<'py, PyAny>,
+    channel: &Bound<'py, PyString>,
+    position: &Bound<'py, PyAny>,
+    meta: Option<&Meta<'py>>,
+) -> PyResult<()> {
+    err.setattr(intern!(py, "channel"), channel)?;
+    err.setattr(intern!(py, "position"), position)?;
+    match meta {
+        Some(m) => {
+            err.setattr(intern!(py, "sender"), &m.sender)?;
+            err.setattr(intern!(py, "seq"), m.seq)?;
+            err.setattr(intern!(py, "id"), &m.id)?;
+        }
+        None => {
+            for name in [intern!(py, "sender"), intern!(py, "seq"), intern!(py, "id")] {
+                err.setattr(name, py.None())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The EnvelopeError (or MessageTooLargeError) for a bad payload, naming its channel.
+fn channel_error<'py>(
+    py: Python<'py>,
+    channel: &Bound<'py, PyString>,
+    err: &CoreError,
+    position: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let plain = errors::to_py_instance(py, err)?;
+    let message = format!("message on channel {}: {err}", channel.repr()?);
+    let named = plain.get_type().call1((message,))?;
+    if let CoreError::MessageTooLarge { size, limit } = err {
+        named.setattr(intern!(py, "size"), size)?;
+        named.setattr(intern!(py, "limit"), limit)?;
+    }
+    annotate(py, &named, channel, position, None)?;
+    Ok(named)
+}
+
+/// How payloads become `Message`s for one subscription or consumer. See the module docs.
+#[pyclass(module = "lockstep._core", name = "MessageDecoder")]
+pub struct MessageDecoder {
+    message_type: Py<PyAny>,
+    decode_array: Py<PyAny>,
+    decode_item: Py<PyAny>,
+    typed: bool,
+    channels: HashMap<Vec<u8>, Py<PyString>>,
+    tracker: Option<SeqTracker>,
+    max_size: usize,
+}
+
+impl MessageDecoder {
+    /// The channel name a wire name (pub/sub channel or stream key) stands for.
+    pub(super) fn channel<'py>(&self, py: Python<'py>, wire: &[u8]) -> Bound<'py, PyString> {
+        match self.channels.get(wire) {
+            Some(name) => name.bind(py).clone(),
+            None => PyString::new(py, &String::from_utf8_lossy(wire)),
+        }
+    }
+}
+
+#[pymethods]
+impl MessageDecoder {
+    #[new]
+    #[pyo3(
+        signature = (message_type, decode_array, decode_item, *, typed = false, track_seqs = true, max_size = None),
+        text_signature = "(message_type, decode_array, decode_item, *, typed=False, track_seqs=True, max_size=1048576)"
+    )]
+    fn new(
+        message_type: Py<PyAny>,
+        decode_array: Py<PyAny>,
+        decode_item: Py<PyAny>,
+        typed: bool,
+        track_seqs: bool,
+        max_size: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
+        Ok(MessageDecoder {
+            message_type,
+            decode_array,
+            decode_item,
+            typed,
+            channels: HashMap::new(),
+            tracker: track_seqs.then(|| SeqTracker::new(TRACKED_SENDERS)),
+            max_size,
+        })
+    }
+
+    /// Deliver messages read from `wire` (a pub/sub channel or stream key) as `channel`.
+    fn add_channel(&mut self, wire: &Bound<'_, PyAny>, channel: Bound<'_, PyString>) -> PyResult<()> {
+        self.channels.insert(wire_bytes(wire)?, channel.unbind());
+        Ok(())
+    }
+
+    /// Forget every sender's last sequence number.
+    fn reset_tracking(&mut self) {
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.clear();
+        }
+    }
+
+    /// Decode payloads read from a log: `channels` is one name for all, or one per payload
+    /// (a wire name registered with `add_channel` is delivered as its channel).
+    /// Returns `(items, jumps)`: items are Messages or EnvelopeErrors, jumps are
+    /// `(index, sender, first_missed, last_missed)`.
+    #[pyo3(signature = (channels, payloads, positions = None))]
+    fn decode<'py>(
+        &mut self,
+        py: Python<'py>,
+        channels: &Bound<'py, PyAny>,
+        payloads: &Bound<'py, PyAny>,
+        positions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let payloads = args::bytes_items(payloads, "payloads")?;
+        let one: Option<Bound<'py, PyString>> = match channels.cast::<PyString>() {
+            Ok(s) => Some(self.channel(py, s.to_str()?.as_bytes())),
+            Err(_) => None,
+        };
+        let names: Vec<Bound<'py, PyString>> = match &one {
+            Some(_) => Vec::new(),
+            None => channels
+                .try_iter()?
+                .map(|c| c.and_then(|c| c.cast_into::<PyString>().map_err(PyErr::from)))
+                .collect::<PyResult<_>>()?,
+        };
+        if one.is_none() && names.len() != payloads.len() {
+            return Err(PyTypeError::new_err("channels must be one str or one per payload"));
+        }
+        let positions: Vec<Bound<'py, PyAny>> = match positions {
+            Some(p) if !p.is_none() => p.try_iter()?.collect::<PyResult<_>>()?,
+            _ => Vec::new(),
+        };
+        if !positions.is_empty() && positions.len() != payloads.len() {
+            return Err(PyTypeError::new_err("positions must be None or one per payload"));
+        }
+        let mut batch = Batch::new(py);
+        for (index, payload) in payloads.iter().enumerate() {
+            let channel = match &one {
+                Some(c) => c.clone(),
+                None => match names.get(index) {
+                    Some(wire) if !self.channels.is_empty() => self.channel(py, wire.to_str()?.as_bytes()),
+                    Some(name) => name.clone(),
+                    None => PyString::new(py, ""),
+                },
+            };
+            let position = positions.get(index).cloned().unwrap_or_else(|| py.None().into_bound(py));
+            batch.push(self, channel, payload.as_bytes(), position)?;
+        }
+        batch.finish(self)
+    }
+}
+
+fn wire_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(s.to_str()?.as_bytes().to_vec());
+    }
+    Err(PyTypeError::new_err(format!("a channel's wire name must be bytes or str, not {}", obj.get_type().name()?)))
+}
