@@ -36,8 +36,9 @@ from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import ownership
 from .drivers.lease_store import HolderInfo
-from .errors import BackendError, InvalidInputError, LeaseLost
+from .errors import BackendError, InvalidInputError, LeaseLost, LockstepError
 from .names import validate_name
 
 if TYPE_CHECKING:
@@ -144,7 +145,14 @@ class Lease:
         TTL has passed. If no confirmation comes within ``timeout`` (default: the
         coordinator's), OutcomeUnknown is raised while that task carries on.
         """
-        return await self._manager.release(self, self._manager.coord._deadline(timeout))
+        released = await self._manager.release(self, self._manager.coord._deadline(timeout))
+        try:
+            await ownership.lease_released(self._manager.coord, self.token)
+        except LockstepError as exc:
+            # The lease is released; a stale ownership record is harmless (a sweep
+            # releases by token, idempotently), so its failure must not fail release().
+            log.warning("lease %s released, but its owner's index was not updated: %s", self.name, exc)
+        return released
 
     async def extend(self, ttl: float | None = None, *, timeout: float | None = None) -> None:
         """Renew now, optionally with a new ttl for this and later renewals; LeaseLost if gone."""
@@ -190,9 +198,17 @@ class LeaseRequest:
         from .waiting import acquire_lease
 
         manager = self._coord._lease_manager()
-        return await acquire_lease(
+        lease = await acquire_lease(
             manager, kind=self.kind, names=self.names, slots=self.slots, ttl=self.ttl, wait=self.wait
         )
+        try:
+            # Inside `async with coord.agent(...)`, the agent owns the lease: a sweep that
+            # reaps the agent frees it by token. A reaped agent gets no lease at all.
+            await ownership.lease_granted(self._coord, self.kind, self.names, lease.token)
+        except BaseException:
+            await asyncio.shield(lease.release())
+            raise
+        return lease
 
     def __await__(self) -> Generator[Any, None, Lease]:
         return self._acquire().__await__()

@@ -34,6 +34,7 @@ way and says how often a waiter must poll when no wake-up comes.
 from __future__ import annotations
 
 import abc
+from typing import Any
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,10 +144,17 @@ class LeaseStore(abc.ABC):
     #: The backend's incarnation when the store was made (Redis run_id); None if not known.
     epoch: str | None = None
 
-    def __init__(self, *, session: str, owner: str) -> None:
+    def __init__(self, *, session: str, owner: str, keys: Any = None) -> None:
         self.session = session  #: this coordinator's instance id; tokens start with it
         self.owner = owner
+        #: the coordinator's Keyspace: local drivers key resources by it, so namespaces
+        #: sharing one memory space or one SQLite file never share a lock
+        self.keys = keys
         self._slots: dict[str, _WakeSlot] = {}
+
+    def rid(self, kind: str, name: str) -> str:
+        """The namespaced id of one resource, for drivers that keep leases in one table."""
+        return str(self.keys.key(kind, name))
 
     # -- the operations ------------------------------------------------------------------
     @abc.abstractmethod

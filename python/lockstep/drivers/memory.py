@@ -134,7 +134,7 @@ class MemoryDriver(Driver):
         self._space = None
 
     def lease_store(self, *, keys: Any, session: str, owner: str) -> MemoryLeaseStore:
-        return MemoryLeaseStore(self.space_name, session=session, owner=owner)
+        return MemoryLeaseStore(self.space_name, session=session, owner=owner, keys=keys)
 
     def member_store(self, keys: Any) -> Any:
         from .memory_members import MemoryMemberStore

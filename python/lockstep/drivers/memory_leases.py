@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._core import LeaseTable
 from ..errors import BackendUnavailable
@@ -27,7 +27,6 @@ from .lease_store import (
     LeaseStore,
     RenewItem,
     RenewReply,
-    resource_id,
 )
 
 __all__ = ["MemoryLeaseStore"]
@@ -60,8 +59,8 @@ def _space(name: str) -> _SpaceLeases:
 class MemoryLeaseStore(LeaseStore):
     epoch = None
 
-    def __init__(self, space: str, *, session: str, owner: str) -> None:
-        super().__init__(session=session, owner=owner)
+    def __init__(self, space: str, *, session: str, owner: str, keys: Any = None) -> None:
+        super().__init__(session=session, owner=owner, keys=keys)
         self.space_name = space
         self._space: _SpaceLeases | None = _space(space)
         self._space.stores[session] = self
@@ -80,7 +79,7 @@ class MemoryLeaseStore(LeaseStore):
                 store.deliver_threadsafe(ticket)
 
     async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy:
-        ids = [resource_id(req.kind, n) for n in req.names]
+        ids = [self.rid(req.kind, n) for n in req.names]
 
         def run(space: _SpaceLeases, now: float) -> Grant | Busy:
             outcome = space.table.acquire(
@@ -100,7 +99,7 @@ class MemoryLeaseStore(LeaseStore):
         def run(space: _SpaceLeases, now: float) -> RenewReply:
             return RenewReply(
                 [
-                    space.table.renew(i.token, [resource_id(i.kind, n) for n in i.names], i.ttl, now)
+                    space.table.renew(i.token, [self.rid(i.kind, n) for n in i.names], i.ttl, now)
                     for i in items
                 ]
             )
@@ -109,7 +108,7 @@ class MemoryLeaseStore(LeaseStore):
 
     async def release(self, token: str, kind: str, names: Sequence[str], *, timeout: float) -> bool:
         def run(space: _SpaceLeases, now: float) -> bool:
-            held, wake = space.table.release(token, [resource_id(kind, n) for n in names], now)
+            held, wake = space.table.release(token, [self.rid(kind, n) for n in names], now)
             self._wake(space, wake)
             return held
 
@@ -118,7 +117,7 @@ class MemoryLeaseStore(LeaseStore):
     async def fenced_set(
         self, token: str, kind: str, name: str, fence: int, key: str, value: bytes, *, timeout: float
     ) -> bool:
-        rid = resource_id(kind, name)
+        rid = self.rid(kind, name)
 
         def run(space: _SpaceLeases, now: float) -> bool:
             if not space.table.is_held(token, rid, fence, now):
@@ -129,11 +128,11 @@ class MemoryLeaseStore(LeaseStore):
         return self._run(run)
 
     async def fenced_get(self, kind: str, name: str, key: str, *, timeout: float) -> bytes | None:
-        return self._run(lambda space, now: space.values.get((resource_id(kind, name), key)))
+        return self._run(lambda space, now: space.values.get((self.rid(kind, name), key)))
 
     async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]:
         def run(space: _SpaceLeases, now: float) -> list[HolderInfo]:
-            rows = space.table.holders(resource_id(kind, name), now)
+            rows = space.table.holders(self.rid(kind, name), now)
             return [HolderInfo(owner, fence, expires_at - now) for _, owner, _, fence, expires_at in rows]
 
         return self._run(run)

@@ -220,7 +220,7 @@ class SqliteDriver(Driver):
             thread.shutdown()
 
     def lease_store(self, *, keys: Any, session: str, owner: str) -> SqliteLeaseStore:
-        return SqliteLeaseStore(self, session=session, owner=owner)
+        return SqliteLeaseStore(self, session=session, owner=owner, keys=keys)
 
     def member_store(self, keys: Any) -> Any:
         from .sqlite_members import SqliteMemberStore

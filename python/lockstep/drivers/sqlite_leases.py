@@ -51,7 +51,6 @@ from .lease_store import (
     LeaseStore,
     RenewItem,
     RenewReply,
-    resource_id,
 )
 
 if TYPE_CHECKING:
@@ -141,8 +140,8 @@ class SqliteLeaseStore(LeaseStore):
     epoch = None
     poll_max = POLL_MAX
 
-    def __init__(self, driver: SqliteDriver, *, session: str, owner: str) -> None:
-        super().__init__(session=session, owner=owner)
+    def __init__(self, driver: SqliteDriver, *, session: str, owner: str, keys: Any = None) -> None:
+        super().__init__(session=session, owner=owner, keys=keys)
         self.driver = driver
         self.locks_dir = Path(f"{driver.path}.locks")
         self.holder_session = f"{session}:-"  #: "<session>:N" once lock file N is ours
@@ -249,7 +248,7 @@ class SqliteLeaseStore(LeaseStore):
 
     # -- operations --------------------------------------------------------------------
     async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy:
-        ids = [resource_id(req.kind, n) for n in req.names]
+        ids = [self.rid(req.kind, n) for n in req.names]
 
         def job(conn: sqlite3.Connection, now: float) -> tuple[Grant | Busy, list[str]]:
             table = LeaseTable()
@@ -274,7 +273,7 @@ class SqliteLeaseStore(LeaseStore):
         def job(conn: sqlite3.Connection, now: float) -> RenewReply:
             held = []
             for item in items:
-                ids = [resource_id(item.kind, n) for n in item.names]
+                ids = [self.rid(item.kind, n) for n in item.names]
                 table = LeaseTable()
                 before = _load(conn, table, ids)
                 held.append(table.renew(item.token, ids, item.ttl, now))
@@ -284,7 +283,7 @@ class SqliteLeaseStore(LeaseStore):
         return await self._op("lease renew", job, timeout=timeout)
 
     async def release(self, token: str, kind: str, names: Sequence[str], *, timeout: float) -> bool:
-        ids = [resource_id(kind, n) for n in names]
+        ids = [self.rid(kind, n) for n in names]
 
         def job(conn: sqlite3.Connection, now: float) -> tuple[bool, list[str]]:
             table = LeaseTable()
@@ -300,7 +299,7 @@ class SqliteLeaseStore(LeaseStore):
     async def fenced_set(
         self, token: str, kind: str, name: str, fence: int, key: str, value: bytes, *, timeout: float
     ) -> bool:
-        rid = resource_id(kind, name)
+        rid = self.rid(kind, name)
 
         def job(conn: sqlite3.Connection, now: float) -> bool:
             table = LeaseTable()
@@ -316,7 +315,7 @@ class SqliteLeaseStore(LeaseStore):
         return await self._op("fenced set", job, timeout=timeout)
 
     async def fenced_get(self, kind: str, name: str, key: str, *, timeout: float) -> bytes | None:
-        rid = resource_id(kind, name)
+        rid = self.rid(kind, name)
 
         def job(conn: sqlite3.Connection, now: float) -> bytes | None:
             row = conn.execute("SELECT value FROM lease_value WHERE resource = ? AND key = ?", (rid, key)).fetchone()
@@ -325,7 +324,7 @@ class SqliteLeaseStore(LeaseStore):
         return await self._op("fenced get", job, timeout=timeout, write=False)
 
     async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]:
-        rid = resource_id(kind, name)
+        rid = self.rid(kind, name)
 
         def job(conn: sqlite3.Connection, now: float) -> list[HolderInfo]:
             rows = conn.execute(
