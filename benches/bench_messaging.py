@@ -1,6 +1,6 @@
 """Messaging: lockstep against what a user would otherwise write, measured in the same run.
 
-    .venv/bin/pytest benches/bench_messaging.py -p no:cacheprovider --benchmark-min-rounds=3 -s
+    .venv/bin/pytest benches/bench_messaging.py
 
 Every figure is messages per second (or latency) over real sockets to a redis-server
 started here on loopback, with the seed's ~100-byte JSON objects. Each benchmark runs
@@ -404,8 +404,8 @@ def test_file_latency_at_1k(benchmark: Any, tmp_path: Path) -> None:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def test_zz_report() -> None:
-    """Medians side by side with the targets (run with -s to see it)."""
+def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
+    """Medians side by side with the targets (printed even without -s)."""
     rows = [
         ("pub/sub delivered: lockstep", median("pubsub lockstep"), "msg/s", ""),
         ("pub/sub delivered: redis-py", median("pubsub redis-py"), "msg/s",
@@ -426,6 +426,7 @@ def test_zz_report() -> None:
         ("file: latency at 1 K msg/s", median("file latency p50 at 1000/s") * 1000, "ms p50",
          f"p99 {median('file latency p99 at 1000/s') * 1000:.2f} ms (target <= 10 ms)"),
     ]  # fmt: skip
-    print("\n\nmessaging benchmarks (medians; shared 2-core box, run once):")
-    for name, value, unit, note in rows:
-        print(f"  {name:<40} {value:>12,.2f} {unit:<6} {note}")
+    with capsys.disabled():
+        print("\n\nmessaging benchmarks (medians of the rounds above):")
+        for name, value, unit, note in rows:
+            print(f"  {name:<40} {value:>12,.2f} {unit:<6} {note}")

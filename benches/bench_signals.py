@@ -1,6 +1,6 @@
 """Signals, ACKs and epics: the figures issue 6 promises, measured.
 
-    .venv/bin/pytest benches/bench_signals.py -s
+    .venv/bin/python -m pytest benches/bench_signals.py -s
 
 - **epic makespan / lower bound** (target <= 1.05): the seed's three epics (examples/)
   at 1 simulated minute = 50 ms, on the file driver and on Redis, sprints as tasks of

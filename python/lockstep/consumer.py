@@ -31,7 +31,13 @@ from typing import Any, Self, TypeAlias
 
 from .drivers.message_store import Gap, GroupReader, GroupSpec
 from .envelope import Message
-from .errors import BackendError, BackendUnavailable, EnvelopeError, MessagesLost, Timeout
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    EnvelopeError,
+    MessagesLost,
+    Timeout,
+)
 
 __all__ = ["Consumer", "Delivery", "Received"]
 

@@ -62,7 +62,7 @@ def test_json_report_and_flags(tmp_path: Path) -> None:
 
 
 def test_memory_url_runs_inline(tmp_path: Path) -> None:
-    res = run_cli("epic", "run", str(EXAMPLES / "epic-3-independent.toml"), "--time-scale", "0.01",
+    res = run_cli("epic", "run", str(EXAMPLES / "epic-3-independent.toml"), "--time-scale", "0.02",
                   "--url", "memory://", "--quiet")  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "inline workers" in res.stdout

@@ -41,6 +41,20 @@ async def test_a_publish_whose_reply_is_lost_is_outcome_unknown(
 
 
 @pytest.mark.parametrize("scheme", REDIS)
+async def test_the_publisher_reconnects_after_its_connection_is_killed(
+    scheme: str, redis_server: RedisServer, namespace: str
+) -> None:
+    async with lockstep.connect(redis_server.url(scheme=scheme), namespace=namespace) as coord:
+        await coord.publish("rc", 1)
+        with redis_server.client() as client:
+            assert client.execute_command("CLIENT", "KILL", "TYPE", "normal") >= 1
+        # killed while idle (the loop has not even seen the FIN yet): nothing was in flight,
+        # so the next publish notices and simply reconnects, instead of an OutcomeUnknown
+        assert await coord.publish("rc", 2)
+        assert len(await coord.publish_many("rc", [3, 4])) == 2
+
+
+@pytest.mark.parametrize("scheme", REDIS)
 async def test_publish_to_an_unreachable_server_is_not_sent(scheme: str, namespace: str) -> None:
     from tests.support.redis_server import free_port
 

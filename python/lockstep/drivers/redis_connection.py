@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionLost", "Replies", "RespConnection", "SkipReplies", "send_or_unknown", "tls_context"]
 
 Taker = Callable[[_core.ReplyReader], Any]
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux: the peer shut down its side
 INCOMPLETE: Any = object()  # a taker's "not all my replies are here yet"
 
 
@@ -197,6 +199,20 @@ class RespConnection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
+
+    def peer_closed(self) -> bool:
+        """Whether the server closed or reset this idle connection, by one poll(2): the event
+        loop may not have seen the FIN yet, and a write now would turn a safe retry into an
+        OutcomeUnknown (the same check the redis-py path makes, see ``redis._peer_closed``)."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return True
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.fileno() < 0:
+            return sock is not None
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | _POLLRDHUP)
+        return any(events & (select.POLLHUP | select.POLLERR | _POLLRDHUP) for _, events in poller.poll(0))
 
     # -- using it ---------------------------------------------------------------------------
     def write(self, buffer: bytes) -> None:

@@ -48,6 +48,8 @@ class SharedConnection:
 
     async def get(self, timeout: float) -> RespConnection:
         conn = self.conn
+        if conn is not None and not conn.pending and conn.peer_closed():
+            conn.close()  # the server went away while it was idle: open a fresh one, nothing lost
         if conn is not None and not conn.closed:
             return conn
         async with self._lock:

@@ -71,7 +71,10 @@ pub fn bytes_or_str_items(seq: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Ve
         } else if let Ok(s) = item.cast::<PyString>() {
             out.push(s.to_str()?.as_bytes().to_vec());
         } else {
-            return Err(PyTypeError::new_err(format!("{what}[{i}] must be bytes or str, not {}", item.get_type().name()?)));
+            return Err(PyTypeError::new_err(format!(
+                "{what}[{i}] must be bytes or str, not {}",
+                item.get_type().name()?
+            )));
         }
     }
     Ok(out)

@@ -205,7 +205,8 @@ impl ReplyReader {
             Some(Reply::Bulk(w)) => *w,
             _ => b"",
         };
-        let entries = pubsub::stream_entries(parts.get(1).unwrap_or(&Reply::Nil)).map_err(|e| shape_error(e, "claim"))?;
+        let entries =
+            pubsub::stream_entries(parts.get(1).unwrap_or(&Reply::Nil)).map_err(|e| shape_error(e, "claim"))?;
         let mut batch = Batch::new(py);
         let deleted = PyList::empty(py);
         push_entries(py, decoder, &mut batch, wire, &entries, &deleted)?;

@@ -95,7 +95,11 @@ fn pack_publish<'py>(
 
 /// One command per item: `*prefix, item`, the prefix packed once (XADD, XACK, PUBLISH...).
 #[pyfunction]
-fn pack_each<'py>(py: Python<'py>, prefix: &Bound<'py, PyAny>, items: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+fn pack_each<'py>(
+    py: Python<'py>,
+    prefix: &Bound<'py, PyAny>,
+    items: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let objects = items_of(prefix, 0)?;
     let converted = objects.iter().enumerate().map(|(i, o)| to_arg(o, i)).collect::<PyResult<Vec<_>>>()?;
     let items = args::bytes_or_str_items(items, "items")?;

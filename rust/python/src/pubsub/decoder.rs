@@ -195,7 +195,15 @@ fn build<'py>(
                 &m.id,
                 &slot.position,
             ))?,
-            None => message_type.call1((&slot.channel, value, py.None(), py.None(), py.None(), py.None(), &slot.position))?,
+            None => message_type.call1((
+                &slot.channel,
+                value,
+                py.None(),
+                py.None(),
+                py.None(),
+                py.None(),
+                &slot.position,
+            ))?,
         };
         items.append(message)?;
     }
