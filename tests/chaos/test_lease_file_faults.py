@@ -100,12 +100,12 @@ async def test_kill_9_during_writes_never_makes_two_holders(tmp_path: Path) -> N
         assert next_start >= end, f"fence {next_fence} granted at {next_start} while fence {fence} held until {end}"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("SELECT count(*) FROM lease_holder WHERE resource = 'lock:crash'").fetchone()[0] <= 1
+        assert conn.execute("SELECT count(*) FROM lease_holder WHERE resource LIKE '%{lock:crash}'").fetchone()[0] <= 1
 
 
 def holder_lock_file(db: Path) -> Path:
     with sqlite3.connect(db) as conn:
-        (session,) = conn.execute("SELECT session FROM lease_holder WHERE resource = 'lock:hold'").fetchone()
+        (session,) = conn.execute("SELECT session FROM lease_holder WHERE resource LIKE '%{lock:hold}'").fetchone()
     return Path(f"{db}.locks") / f"holder-{session.rpartition(':')[2]}.lock"
 
 

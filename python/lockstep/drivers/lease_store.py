@@ -156,6 +156,13 @@ class LeaseStore(abc.ABC):
         """The namespaced id of one resource, for drivers that keep leases in one table."""
         return str(self.keys.key(kind, name))
 
+    @staticmethod
+    def name_of(rid: str) -> str:
+        """The resource name inside an id made by :meth:`rid` (``ls:NS:{kind:name}``).
+
+        Namespaces cannot contain ``{``, so the first ``:{`` ends the prefix."""
+        return rid.partition(":{")[2].removesuffix("}").partition(":")[2]
+
     # -- the operations ------------------------------------------------------------------
     @abc.abstractmethod
     async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy: ...

@@ -87,10 +87,10 @@ class MemoryLeaseStore(LeaseStore):
                 req.queue_ttl, list(req.floors) or None,
             )  # fmt: skip
             if outcome[0] == "granted":
-                return Grant(tuple(outcome[1]), tuple(r.partition(":")[2] for r in outcome[2]))
+                return Grant(tuple(outcome[1]), tuple(self.name_of(r) for r in outcome[2]))
             _, blockers, retry_in, queued = outcome
             return Busy(
-                tuple(Blocked(r.partition(":")[2], tuple(h), tuple(w)) for r, h, w in blockers), retry_in, queued
+                tuple(Blocked(self.name_of(r), tuple(h), tuple(w)) for r, h, w in blockers), retry_in, queued
             )
 
         return self._run(run)

@@ -260,9 +260,9 @@ class SqliteLeaseStore(LeaseStore):
             )  # fmt: skip
             _save(conn, table, before)
             if outcome[0] == "granted":
-                return Grant(tuple(outcome[1]), tuple(r.partition(":")[2] for r in outcome[2])), wake
+                return Grant(tuple(outcome[1]), tuple(self.name_of(r) for r in outcome[2])), wake
             _, blockers, retry_in, queued = outcome
-            blocked = tuple(Blocked(r.partition(":")[2], tuple(h), tuple(w)) for r, h, w in blockers)
+            blocked = tuple(Blocked(self.name_of(r), tuple(h), tuple(w)) for r, h, w in blockers)
             return Busy(blocked, retry_in, queued), wake
 
         result, wake = await self._op("lease acquire", job, timeout=timeout)
