@@ -9,7 +9,6 @@ process learns it was reaped: at its next heartbeat, write or leave.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from . import ownership
 from .drivers.member_store import MemberStore, OwnedLease
 from .errors import InvalidInputError, LockstepError, Reaped
 from .names import validate_name
+from .tripwire import Tripwire
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -33,28 +33,12 @@ __all__ = ["Agent", "AgentRequest", "ReapedSignal", "check_seconds"]
 log = logging.getLogger("lockstep.membership")
 
 
-class ReapedSignal:
+class ReapedSignal(Tripwire):
     """``agent.reaped``: awaitable (returns once the agent is known reaped), ``is_set()``, ``reason``."""
 
-    __slots__ = ("_event", "reason")
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self.reason: str | None = None
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def fire(self, reason: str) -> None:
-        if not self._event.is_set():
-            self.reason = reason
-            self._event.set()
-
-    def __await__(self) -> Generator[Any, None, bool]:
-        return self._event.wait().__await__()
-
-    def __repr__(self) -> str:
-        return f"<ReapedSignal {'reaped: ' + str(self.reason) if self.is_set() else 'not reaped'}>"
+    __slots__ = ()
+    tripped_word = "reaped"
+    armed_word = "not reaped"
 
 
 class Agent:

@@ -28,15 +28,10 @@ per-agent keys from the prefix, so they assume one Redis (not Cluster) for now.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as rx
-
-from ..errors import BackendError, ProtocolError
+from ..errors import ProtocolError
 from .member_store import (
     Claimed,
     MemberRecord,
@@ -49,6 +44,7 @@ from .member_store import (
     parse_lease,
 )
 from .redis_info import parse_info
+from .redis_scripts import LuaScript
 
 if TYPE_CHECKING:
     from ..keys import Keyspace
@@ -56,37 +52,14 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisMemberStore"]
 
-LUA = Path(__file__).with_name("lua")
 HEARTBEAT_CHUNK = 1000  #: agents per heartbeat script
 
 
-class MemberScript:
-    """One membership script: the prelude plus its body; EVALSHA, then EVAL on NOSCRIPT."""
-
-    def __init__(self, name: str, *, idempotent: bool) -> None:
-        self.name = name
-        self.idempotent = idempotent
-        self.source = (LUA / "member_common.lua").read_text() + "\n" + (LUA / f"{name}.lua").read_text()
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-
-    async def run(self, driver: RedisDriver, args: Sequence[Any], *, timeout: float) -> Any:
-        give_up = time.monotonic() + timeout
-        call = {"idempotent": self.idempotent}
-        try:
-            return await driver._call(self.name, "EVALSHA", self.sha, 0, *args, timeout=timeout, **call)
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, rx.NoScriptError):
-                raise
-        # NOSCRIPT: nothing ran, so sending the source is safe even for a non-idempotent script.
-        left = max(0.001, give_up - time.monotonic())
-        return await driver._call(self.name, "EVAL", self.source, 0, *args, timeout=left, **call)
-
-
-REGISTER = MemberScript("member_register", idempotent=False)  # takes an incarnation
-HEARTBEAT = MemberScript("member_heartbeat", idempotent=True)  # again = a later heartbeat
-OWNED = MemberScript("member_owned", idempotent=False)
-REAP = MemberScript("member_reap", idempotent=False)  # its reply carries the only list of leases
-READ = MemberScript("member_read", idempotent=True)
+REGISTER = LuaScript("member_register", prelude="member_common", idempotent=False)  # takes an incarnation
+HEARTBEAT = LuaScript("member_heartbeat", prelude="member_common", idempotent=True)  # again = a later heartbeat
+OWNED = LuaScript("member_owned", prelude="member_common", idempotent=False)
+REAP = LuaScript("member_reap", prelude="member_common", idempotent=False)  # its reply carries the only list of leases
+READ = LuaScript("member_read", prelude="member_common", idempotent=True)
 
 
 def _text(value: Any) -> str:
@@ -123,7 +96,7 @@ class RedisMemberStore(MemberStore):
     async def register(self, reg: Registration, *, timeout: float) -> int | MemberRecord:
         args = [self.prefix, reg.agent, _ms(reg.ttl), _ms(reg.interval), reg.meta, reg.host, reg.hostid,
                 reg.pid, reg.start, reg.session]  # fmt: skip
-        reply = await REGISTER.run(self.driver, args, timeout=timeout)
+        reply = await REGISTER.run(self.driver, (), args, timeout=timeout)
         try:
             if int(reply[0]) == 1:
                 return int(reply[1])
@@ -145,12 +118,12 @@ class RedisMemberStore(MemberStore):
             args: list[Any] = [self.prefix]
             for agent, inc in beats[start : start + HEARTBEAT_CHUNK]:
                 args += [agent, inc]
-            reply = await HEARTBEAT.run(self.driver, args, timeout=timeout)
+            reply = await HEARTBEAT.run(self.driver, (), args, timeout=timeout)
             oks += [int(x) == 1 for x in reply]
         return oks
 
     async def deregister(self, agent: str, incarnation: int, *, timeout: float) -> Claimed | None:
-        reply = await REAP.run(self.driver, [self.prefix, "agent", "", agent, incarnation, "left"], timeout=timeout)
+        reply = await REAP.run(self.driver, (), [self.prefix, "agent", "", agent, incarnation, "left"], timeout=timeout)
         found = self._claimed(reply)
         return found[0] if found else None
 
@@ -158,21 +131,21 @@ class RedisMemberStore(MemberStore):
         self, agent: str, incarnation: int, key: str, value: bytes, ttl: float | None, *, timeout: float
     ) -> bool:
         args = [self.prefix, "put", agent, incarnation, key, bytes(value), "" if ttl is None else _ms(ttl)]
-        return int(await OWNED.run(self.driver, args, timeout=timeout)) == 1
+        return int(await OWNED.run(self.driver, (), args, timeout=timeout)) == 1
 
     async def delete_owned(self, agent: str, incarnation: int, key: str, *, timeout: float) -> bool | None:
-        reply = await OWNED.run(self.driver, [self.prefix, "delete", agent, incarnation, key], timeout=timeout)
+        reply = await OWNED.run(self.driver, (), [self.prefix, "delete", agent, incarnation, key], timeout=timeout)
         return None if int(reply[0]) == 0 else int(reply[1]) == 1
 
     async def own_lease(self, agent: str, incarnation: int, lease: OwnedLease, *, timeout: float) -> bool:
         args = [self.prefix, "lease", agent, incarnation, lease.token, lease_entry(lease)]
-        return int(await OWNED.run(self.driver, args, timeout=timeout)) == 1
+        return int(await OWNED.run(self.driver, (), args, timeout=timeout)) == 1
 
     async def disown_lease(self, agent: str, token: str, *, timeout: float) -> None:
-        await OWNED.run(self.driver, [self.prefix, "unlease", agent, 0, token], timeout=timeout)
+        await OWNED.run(self.driver, (), [self.prefix, "unlease", agent, 0, token], timeout=timeout)
 
     async def members(self, *, timeout: float) -> list[MemberRecord]:
-        reply = await READ.run(self.driver, [self.prefix, "members"], timeout=timeout)
+        reply = await READ.run(self.driver, (), [self.prefix, "members"], timeout=timeout)
         try:
             now = int(reply[0])
             out = []
@@ -199,7 +172,7 @@ class RedisMemberStore(MemberStore):
             args = [self.prefix, "due", reaper, limit]
         else:
             args = [self.prefix, "beat", reaper, limit, _ms(threshold)]
-        return self._claimed(await REAP.run(self.driver, args, timeout=timeout))
+        return self._claimed(await REAP.run(self.driver, (), args, timeout=timeout))
 
     async def local_processes(self, hostid: str, *, timeout: float) -> list[tuple[int, str]]:
         key = self.keys.meta("agents", "host", hostid)
@@ -212,13 +185,13 @@ class RedisMemberStore(MemberStore):
 
     async def reap_process(self, hostid: str, pid: int, start: str, reaper: str, *, timeout: float) -> list[Claimed]:
         args = [self.prefix, "process", reaper, hostid, pid, start]
-        return self._claimed(await REAP.run(self.driver, args, timeout=timeout))
+        return self._claimed(await REAP.run(self.driver, (), args, timeout=timeout))
 
     async def reap_agent(
         self, agent: str, incarnation: int, reason: Reason, reaper: str, *, timeout: float
     ) -> Claimed | None:
         args = [self.prefix, "agent", reaper, agent, incarnation, reason]
-        found = self._claimed(await REAP.run(self.driver, args, timeout=timeout))
+        found = self._claimed(await REAP.run(self.driver, (), args, timeout=timeout))
         return found[0] if found else None
 
     async def lifecycle(self, limit: int, *, timeout: float) -> list[bytes]:
@@ -228,7 +201,7 @@ class RedisMemberStore(MemberStore):
     async def memory(self, *, timeout: float) -> MemoryUsage:
         raw = await self.driver._call("memory usage", "INFO", "memory", idempotent=True, timeout=timeout)
         info = parse_info(raw)
-        ns_bytes, keys = await READ.run(self.driver, [self.prefix, "memory"], timeout=timeout)
+        ns_bytes, keys = await READ.run(self.driver, (), [self.prefix, "memory"], timeout=timeout)
         return MemoryUsage(
             backend_bytes=int(info.get("used_memory", 0)),
             namespace_bytes=int(ns_bytes),

@@ -12,14 +12,10 @@ sent: a lost reply raises :class:`~lockstep.errors.OutcomeUnknown`.
 
 from __future__ import annotations
 
-import hashlib
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from redis import exceptions as rx
-
-from ..errors import BackendError, ProtocolError
+from ..errors import ProtocolError
+from .redis_scripts import LuaScript
 from .signal_store import LogEntry, LogRead, SignalStore
 
 if TYPE_CHECKING:
@@ -27,28 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisSignalStore"]
 
-LUA = Path(__file__).with_name("lua")
 
 
-class _Script:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.source = (LUA / f"{name}.lua").read_text()
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-
-    async def run(self, driver: RedisDriver, key: str, *args: Any, idempotent: bool, timeout: float) -> Any:
-        give_up = time.monotonic() + timeout
-        try:
-            return await driver._call(self.name, "EVALSHA", self.sha, 1, key, *args, idempotent=idempotent, timeout=timeout)
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, rx.NoScriptError):
-                raise
-        left = max(0.001, give_up - time.monotonic())
-        return await driver._call(self.name, "EVAL", self.source, 1, key, *args, idempotent=idempotent, timeout=left)
-
-
-_APPEND = _Script("signal_append")
-_READ = _Script("signal_read")
+_APPEND = LuaScript("signal_append", idempotent=False)
+_READ = LuaScript("signal_read", idempotent=True)
 
 
 def _entry(gen: int, raw: bytes) -> LogEntry:
@@ -63,13 +41,13 @@ class RedisSignalStore(SignalStore):
         self.driver = driver
 
     async def append(self, key: str, record: bytes, *, keep: int, timeout: float) -> LogEntry:
-        reply = await _APPEND.run(self.driver, key, bytes(record), keep, idempotent=False, timeout=timeout)
+        reply = await _APPEND.run(self.driver, [key], [bytes(record), keep], timeout=timeout)
         gen, now_us = (int(v) for v in reply)
         return LogEntry(gen, now_us / 1e6, bytes(record))
 
     async def read(self, key: str, after: int | None, *, timeout: float) -> LogRead:
         arg = "" if after is None else str(int(after))
-        first, last, gen, raw = await _READ.run(self.driver, key, arg, idempotent=True, timeout=timeout)
+        first, last, gen, raw = await _READ.run(self.driver, [key], [arg], timeout=timeout)
         entry = None if raw is None else _entry(int(gen), bytes(raw))
         return LogRead(entry, int(first), int(last), after)
 
