@@ -29,7 +29,6 @@ would save nothing measurable and tie ACKs to a rebuild of the extension.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .errors import InvalidInputError, SignatureError
-from .signals import MIN_CALL, Signal, encode_data, party_id
+from .signals import MIN_CALL, Signal, encode_data, hmac_hex, party_id
 
 if TYPE_CHECKING:
     from .signals import Signals
@@ -103,10 +102,8 @@ def ack_topic(signal: Signal) -> str:
 
 def _mac(secret: bytes, namespace: str, signal: Signal, party: str, generation: int, payload_digest: str,
          data: bytes) -> str:  # fmt: skip
-    fields = [_MAC_CONTEXT, namespace.encode(), signal.target.encode(), signal.name.encode(),
-              str(generation).encode(), party.encode(), payload_digest.encode()]  # fmt: skip
-    message = b"\x1f".join(fields) + b"\x1f" + data  # names never hold \x1f; the payload comes last
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+    fields = [namespace, signal.target, signal.name, str(generation), party, payload_digest]
+    return hmac_hex(secret, _MAC_CONTEXT, fields, data)
 
 
 def _check_signal(signal: object) -> Signal:

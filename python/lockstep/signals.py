@@ -19,12 +19,19 @@ drops out only makes the wait poll until the deadline (scenario 6).
 
 ACKs (:mod:`lockstep.acks`) and barriers (:mod:`lockstep.barriers`) are built on the
 same pieces; :class:`Signals` offers all three. ``coord.signals(secret=...)`` gives a
-:class:`Signals` whose ACKs carry an HMAC-SHA256.
+:class:`Signals` whose signals and ACKs carry an HMAC-SHA256, and which accepts only
+validly signed ones: a signal's covers the namespace, target, name, sender, the sender's
+send time and the payload. Reading an unsigned or forged signal with a secret raises
+:class:`~lockstep.errors.SignatureError` (typed, never a crash). A signal's generation is
+given by the backend after it was signed, so the MAC cannot cover it: a verbatim copy of
+an old signal appended again to the same log verifies, and ``Signal.sent`` (signed) is
+what shows its age.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,6 +47,7 @@ from .errors import (
     InvalidInputError,
     MessageTooLargeError,
     OutcomeUnknown,
+    SignatureError,
     Timeout,
     WaitTimeout,
 )
@@ -73,11 +81,29 @@ class Signal:
     ts: float  #: the backend's clock when it was appended, Unix seconds
     digest: str  #: SHA-256 of the data as stored; what ACK signatures cover
     skipped: int = 0  #: generations after the reader's ``after_generation`` lost to retention
+    signed: bool = False  #: carried a valid HMAC (always True when read with a secret)
+    sent: float = 0.0  #: the sender's clock when it signed it (0.0: unsigned)
 
 
-class _Record(msgspec.Struct, frozen=True):
+class _Record(msgspec.Struct, frozen=True, omit_defaults=True):
     sender: str
     data: msgspec.Raw = msgspec.Raw(b"null")
+    sent: float = 0.0
+    mac: str | None = None
+
+
+_SIGNAL_MAC = b"lockstep-signal-v1"
+
+
+def hmac_hex(secret: bytes, context: bytes, fields: Sequence[str], data: bytes) -> str:
+    """HMAC-SHA256 over ``context``, ``fields`` and ``data``, \\x1f-separated (names never
+    hold \\x1f; the payload, which may, comes last)."""
+    message = b"\x1f".join([context, *(f.encode() for f in fields), data])
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def _signal_mac(secret: bytes, namespace: str, target: str, name: str, sender: str, sent: float, raw: bytes) -> str:
+    return hmac_hex(secret, _SIGNAL_MAC, [namespace, target, name, sender, repr(sent)], raw)
 
 
 _RECORD = msgspec.json.Decoder(_Record)
@@ -172,11 +198,16 @@ class Signals:
         """
         key = self.log_key(target, name)
         raw = encode_data(data, what=f"the data of signal {name!r}")
-        record = msgspec.json.encode(_Record(self.coord.member, msgspec.Raw(raw)))
+        sender = self.coord.member
+        sent, mac = 0.0, None
+        if self.secret is not None:
+            sent = time.time()
+            mac = _signal_mac(self.secret, self.coord.namespace, target, name, sender, sent, raw)
+        record = msgspec.json.encode(_Record(sender, msgspec.Raw(raw), sent, mac))
         deadline = time.monotonic() + self._call_timeout(timeout)
         entry = await self.store.append(key, record, keep=self.keep, timeout=deadline - time.monotonic())
         await self.hub.notify(sig_topic(target, name), timeout=max(MIN_CALL, deadline - time.monotonic()))
-        return Signal(target, name, entry.generation, data, self.coord.member, entry.ts, digest(raw))
+        return Signal(target, name, entry.generation, data, sender, entry.ts, digest(raw), 0, mac is not None, sent)
 
     def _decode(self, target: str, name: str, read: LogRead) -> Signal:
         entry = read.entry
@@ -188,7 +219,16 @@ class Signals:
             raise EnvelopeError(
                 f"signal {name!r} of {target!r}, generation {entry.generation}, is not a lockstep signal record: {exc}"
             ) from None
-        return Signal(target, name, entry.generation, data, rec.sender, entry.ts, digest(bytes(rec.data)), read.skipped)
+        raw = bytes(rec.data)
+        if self.secret is not None:
+            where = f"signal {name!r} of {target!r}, generation {entry.generation}, from {rec.sender!r}"
+            if rec.mac is None:
+                raise SignatureError(f"unsigned {where}: a secret is configured, so every signal must be signed")
+            expected = _signal_mac(self.secret, self.coord.namespace, target, name, rec.sender, rec.sent, raw)
+            if not hmac.compare_digest(expected, rec.mac):
+                raise SignatureError(f"forged {where}: its HMAC-SHA256 does not match (wrong secret or altered)")
+        signed = self.secret is not None
+        return Signal(target, name, entry.generation, data, rec.sender, entry.ts, digest(raw), read.skipped, signed, rec.sent)
 
     async def latest(
         self, source: str, name: str, *, after_generation: int | None = None, timeout: float | None = None

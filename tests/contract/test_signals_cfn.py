@@ -17,7 +17,7 @@ from typing import Any
 import lockstep
 import pytest
 from lockstep.cfn import BlockingCoordinationManager, SprintCoordinator
-from lockstep.errors import InvalidInputError, WaitTimeout
+from lockstep.errors import InvalidInputError, SignatureError, WaitTimeout
 
 SCALE = 0.1
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -76,10 +76,16 @@ async def test_signal_ack_and_wait(coord: lockstep.Coordinator, peer: lockstep.C
 async def test_acks_signed_with_another_secret_are_not_counted(
     coord: lockstep.Coordinator, peer: lockstep.Coordinator
 ) -> None:
+    wrong = b"not-the-shared-secret-at-all-!!!"
     lead = BlockingCoordinationManager(coord, "a", secret=SECRET)
-    impostor = BlockingCoordinationManager(peer, "b", secret=b"not-the-shared-secret-at-all-!!!")
+    impostor = BlockingCoordinationManager(peer, "b", secret=wrong)
     await lead.send_signal("go", to="b")
-    await impostor.acknowledge("go", "a")
+    with pytest.raises(SignatureError, match="forged signal"):  # it cannot verify the lead's signal either
+        await impostor.acknowledge("go", "a")
+    # read without verifying, then ACKed with the wrong secret: not counted
+    signal = await peer.signals().latest("a", "go")
+    assert signal is not None
+    await peer.signals(secret=wrong).ack(signal, by="b")
     assert await lead.wait_for_acks(["b"], "go", 0.3) == {}
 
 
