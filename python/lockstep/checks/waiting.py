@@ -6,7 +6,7 @@
 * circular wait: two BlockingCoordinationManagers wait for each other's ACKs; both come
   back empty by their timeout (the seed: 30 s, under 35; here 1 s, under 1.17);
 * dependency cycle: the seed's three sprints in a ring raise CircularDependencyError;
-* the epics of ``examples/`` (3, 5 and 10 sprints), one simulated minute = 20 ms, each
+* the epics of ``examples/`` (3, 5 and 10 sprints), one simulated minute = 50 ms, each
   sprint a coordinator of its own in this process: the makespan beats the seed's target.
 
 Every row works in the check's private namespace and deletes the signals it wrote.
@@ -30,7 +30,8 @@ from ..wakeups import WAKE_CHANNEL
 from . import CheckContext, CheckResult, check
 
 SCALE = 0.1  # the seed's seconds, scaled
-EPIC_SCALE = 0.02  # real seconds per simulated minute for the epic rows
+EPIC_SCALE = 0.05  # real seconds per simulated minute for the epic rows: coarse enough that
+# scheduling latency on a loaded 2-core box (a few ms per phase) stays well inside the targets
 SEED_TASKS = (("base-classes.ts", 5.0), ("helpers.ts", 3.0), ("api-mocks.ts", 4.0), ("fixtures.ts", 2.0))
 SEED_WAIT = 10.0  # s before the dependency resolves
 CIRCULAR_TIMEOUT, CIRCULAR_LIMIT = 1.0, 35.0 / 30.0  # s; the seed: under 35 s for a 30 s timeout
@@ -126,7 +127,7 @@ async def dependency_cycle(ctx: CheckContext) -> CheckResult:
 
 
 def _epic_row(file: str, key: str, title: str) -> None:
-    @check(key, title=title, source="Performance benchmarks (time-scaled: 1 simulated minute = 20 ms)",
+    @check(key, title=title, source="Performance benchmarks (time-scaled: 1 simulated minute = 50 ms)",
            target=f"makespan under the seed's target ({file})", deadline=15.0)  # fmt: skip
     async def row(ctx: CheckContext) -> CheckResult:
         from ..epic import EpicRunner, load_plan, summary
