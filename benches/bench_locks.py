@@ -7,7 +7,13 @@ Measured in the same run, against one fresh ``redis-server`` (AOF everysec):
 
 * uncontended acquire + release, ``CYCLES`` per round (pytest-benchmark): lockstep on
   Redis (asyncio) vs redis-py ``Lock`` (sync and asyncio) and python-redis-lock; lockstep
-  on the file driver vs tooz's file lock;
+  on the file driver vs tooz's file lock. The target (issue 4: at least 1x) is held
+  against redis-py's **sync** ``Lock``: it is the one users pick (its asyncio twin has the
+  same two round trips with more overhead, so it is the easier bar, reported too). Like for
+  like: every contender does one acquire and one release per cycle on one resource, each
+  a round trip (Redis) or a lock-file operation (file), with the same server and TTL;
+  lockstep's cycle is the ``async with coord.lock(...)`` a user writes (wait=1, so it
+  would queue if the lock were taken);
 * hand-over between ``PROCS`` real processes contending for one lock, each holding it
   ``HOLD`` s then asking again at once: the gap from one holder starting its release to
   the next holder having the lock (p50 / p99 / max), acquisitions per second, and how
@@ -40,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CYCLES = 200  # acquire+release per benchmark round
+ROUNDS = 15  # the median of these: a shared 2-core box stalls single rounds of a few ms
 PROCS = 8
 HOLD = 0.002  # s each holder keeps the lock
 DURATION = float(os.environ.get("LOCKSTEP_BENCH_SECONDS", "5"))
@@ -168,7 +175,7 @@ RESULTS: dict[str, float] = {}  # name -> cycles per second (median round)
 
 def _bench(benchmark: Any, name: str, round_fn: Callable[[], None]) -> None:
     round_fn()  # warm up
-    benchmark.pedantic(round_fn, rounds=7, iterations=1)
+    benchmark.pedantic(round_fn, rounds=ROUNDS, iterations=1)
     RESULTS[name] = CYCLES / benchmark.stats.stats.median
 
 
@@ -260,14 +267,15 @@ def test_report(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """The ratios, and the hand-over table (real processes, measured here, same server)."""
     rows = handover_table(server.url())
     with capsys.disabled():
-        print(f"\nuncontended acquire+release per second (median of 7 rounds of {CYCLES})")
+        print(f"\nuncontended acquire+release per second (median of {ROUNDS} rounds of {CYCLES})")
         for name, rate in RESULTS.items():
             print(f"  {name:24} {rate:9.0f}/s")
-        pairs = [("lockstep redis", "redis-py Lock"), ("lockstep redis", "redis-py asyncio Lock"),
-                 ("lockstep file", "tooz file lock")]  # fmt: skip
-        for ours, theirs in pairs:
+        pairs = [("lockstep redis", "redis-py Lock", " (the target: >= 1)"),
+                 ("lockstep redis", "redis-py asyncio Lock", ""),
+                 ("lockstep file", "tooz file lock", " (the target: >= 1)")]  # fmt: skip
+        for ours, theirs, note in pairs:
             if ours in RESULTS and theirs in RESULTS:
-                print(f"  {ours} / {theirs}: x{RESULTS[ours] / RESULTS[theirs]:.2f}")
+                print(f"  {ours} / {theirs}: x{RESULTS[ours] / RESULTS[theirs]:.2f}{note}")
         print_handover(rows)
 
 

@@ -16,11 +16,14 @@ from . import errors
 from ._core import VERSION as __version__
 from .coordinator import Coordinator, connect
 from .drivers.base import Capability, ServerInfo
-from .leases import HolderInfo, Lease, LeaseRequest
+from .leases import HolderInfo, Lease, LeaseRequest, LeaseWaiter, ResourceLeases
+from .ports import PortLease
+from .claims import Claim
 from .messaging import Consumer, Delivery, Gap, Message, Subscription
 from .acks import Ack, AckResult
 from .barriers import BarrierResult
 from .signals import Signal
+from .ratelimit import Decision, RateLimiter
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -59,14 +62,19 @@ __all__ = [
     "ConfigError",
     "Coordinator",
     "DataLossDetected",
+    "Decision",
     "EnvelopeError",
     "InvalidInputError",
     "InvalidNameError",
+    "Claim",
     "ClaimConflict",
     "HolderInfo",
     "Lease",
     "LeaseLost",
     "LeaseRequest",
+    "LeaseWaiter",
+    "PortLease",
+    "ResourceLeases",
     "LockTimeout",
     "LockstepError",
     "Consumer",
@@ -79,6 +87,7 @@ __all__ = [
     "OutcomeUnknown",
     "ProtocolError",
     "RateLimited",
+    "RateLimiter",
     "Reaped",
     "ServerInfo",
     "SignatureError",

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_NAME_LEN",
     "MessageDecoder",
     "HeldLeases",
+    "LeaseRecordFile",
     "LeaseTable",
     "VERSION",
     "Decision",
@@ -34,6 +35,7 @@ __all__ = [
     "encode_array",
     "encode_batch",
     "encode_envelope",
+    "lease_record_size",
     "pack_command",
     "pack_commands",
     "pack_each",
@@ -344,6 +346,31 @@ class LeaseTable:
     def dump(self, resource: str) -> tuple[int, int, list[_HolderRow], list[_WaiterRow]] | None:
         """``(slots, fence, holders, queue)`` as stored (expired entries included)."""
     def resource_names(self) -> list[str]: ...
+    def load_record(self, resource: str, data: bytes, boot: str, base_fence: int) -> bool:
+        """Load ``resource`` from its record file's bytes (the file driver): True if they hold
+        a record of this ``boot`` and resource; otherwise it starts empty (1 slot) at ``base_fence``."""
+    def dump_record(self, resource: str, boot: str) -> bytes | None:
+        """The record-file bytes of ``resource`` for this ``boot`` (None: not in the table)."""
+
+def lease_record_size(data: bytes) -> int | None:
+    """The bytes a lease record needs in all, from the first four of its file (None: fewer)."""
+
+@final
+class LeaseRecordFile:
+    """One resource's lease record file (the file driver's hot path): each call takes its
+    ``flock`` without waiting, reads, applies the LeaseTable rules, writes back and unlocks.
+    None: not done here (the critical section is busy, the file was unlinked, or for a
+    grant the resource is busy); raises OSError when the file cannot be used."""
+
+    def __new__(cls, path: str, resource: str, boot: str, base_fence: int) -> LeaseRecordFile: ...
+    def try_grant(
+        self, token: str, owner: str, session: str, slots: int, ttl: float, floor: int
+    ) -> tuple[int, bool] | None:
+        """``(fence, raised)`` when granted now (``raised``: the counter was below ``floor``)."""
+    def release(self, token: str) -> tuple[bool, list[str]] | None:
+        """``(it held it unexpired, tickets to wake)``."""
+    def renew(self, token: str, ttl: float) -> bool | None:
+        """Whether the token still held it (then its expiry is ``ttl`` from now)."""
 
 # -- rate limits (rust/python/src/ratelimit.rs) ------------------------------------------
 # Times are whole microseconds since the Unix epoch (``now`` defaults to
@@ -457,6 +484,8 @@ class RateTable:
     def rule(self) -> RateRule: ...
     def acquire(self, key: str | None = None, cost: int | None = None, now: int | None = None) -> Decision:
         """Spend ``cost`` (default 1) units of ``key`` (default ``"default"``) if they fit."""
+    def hit(self, key: str | None = None, cost: int | None = None) -> bool:
+        """``acquire(key, cost).allowed`` on the table's clock, without building a Decision."""
     def peek(self, key: str | None = None, now: int | None = None) -> Decision: ...
     def reset(self, key: str | None = None, now: int | None = None) -> bool: ...
     def lease(self, key: str, min_units: int, max_units: int, lease_us: int, now: int | None = None) -> _GrantRow: ...
@@ -472,6 +501,8 @@ class RateLeasePool:
     def rule(self) -> RateRule: ...
     def spend(self, key: str | None = None, cost: int | None = None, now: int | None = None) -> Decision | None:
         """Decide locally (``source == "lease"``), or None when a block must be leased first."""
+    def hit(self, key: str | None = None, cost: int | None = None) -> bool | None:
+        """``spend(key, cost)`` as a bool, or None when a block must be leased first."""
     def shortfall(self, key: str | None = None, cost: int | None = None, now: int | None = None) -> int: ...
     def add(
         self, key: str, granted: int, token: int, start_us: int, end_us: int, sent_at: int, received_at: int

@@ -2,9 +2,10 @@
 
     lockstep doctor [URL]          what the backend is, and what to fix about it
     lockstep check  [URL]          the seed's validation checklist, with measured figures
-    lockstep status [URL]          agents, their leases, memory (see lockstep.cli_status)
+    lockstep status [URL]          agents, leases, queues, memory (see lockstep.cli_status)
     lockstep sweep  [URL]          reap dead agents now; --reset clears one namespace
     lockstep epic run PLAN.toml    run an epic of parallel sprints (see lockstep.cli_epic)
+    lockstep lock NAME -- CMD      run CMD holding a lock and leased ports (see lockstep.cli_lock)
 
 URL defaults as in ``lockstep.connect`` (argument, $LOCKSTEP_URL, config file,
 ``file://./.lockstep/coord.db``). Exit status: 0 all good, 1 a check failed,
@@ -113,11 +114,20 @@ def parser() -> argparse.ArgumentParser:
     from . import cli_epic
 
     cli_epic.add_parsers(sub)  # epic run
+    from . import cli_lock
+
+    cli_lock.add_parsers(sub)  # lock NAME -- CMD
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from . import cli_lock
+
+    argv, command = cli_lock.split_command(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if command is not None and not command:
+        p.error("lock: give the command to run after `--`: lockstep lock NAME [options] -- CMD [ARGS ...]")
     try:
         if args.command == "doctor":
             lines: list[str] = []
@@ -135,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import cli_epic
 
             return cli_epic.run(args)
+        if args.command == "lock":
+            assert command is not None
+            return cli_lock.run(args, command)
     except ConfigError as exc:
         print(f"lockstep: configuration error: {exc}", file=sys.stderr)
         return EXIT_BROKEN

@@ -1,13 +1,16 @@
 """``lockstep status`` and ``lockstep sweep``: what is registered, and cleaning up after the dead.
 
-    lockstep status [URL] [--namespace NS] [--watch [SECONDS]]
+    lockstep status [URL] [--namespace NS] [--watch [SECONDS]] [--json]
     lockstep sweep  [URL] [--namespace NS] [--threshold SECONDS]
     lockstep sweep  [URL] [--namespace NS] --reset [--yes]
 
 ``status`` prints the namespace's agents (alive or not, with their local process),
-the leases they own with each resource's current holders, the backend's memory and
-the latest reapings, as tables; ``--watch`` redraws them in place every SECONDS
-(default 2) until Ctrl-C.
+every lease resource someone holds or waits for (holder, the agent owning the lease,
+fence, time left on the backend's clock, the queue in order), the consumer groups of
+its channels with their pending entries, the backend's memory and the latest reapings,
+as tables (gathered by :mod:`lockstep.status_report`, from indexes, never a keyspace
+scan); ``--watch`` redraws them in place every SECONDS (default 2) until Ctrl-C.
+``--json`` prints the same as one JSON object (with ``--watch``: one per line, per refresh).
 
 ``sweep`` reaps dead agents now (what ``coord.sweep()`` does) and prints what it
 reaped and freed. ``--reset`` is the seed's "nuclear option" made safe: within ONE
@@ -32,23 +35,23 @@ import time
 from typing import Any
 
 from .coordinator import Coordinator, connect
-from .drivers.base import Capability
 from .errors import LockstepError
-from .membership import MemberInfo
 from .reaping import SweepReport, reset
+from .status_report import collect
 
 __all__ = ["add_parsers", "run"]
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
-RECENT = 5  # lifecycle entries shown
+KINDS = {"sem": "semaphore"}  # lease kinds as people say them
 
 
 def add_parsers(sub: Any) -> None:
-    s = sub.add_parser("status", help="agents, their leases, memory and recent reapings, as tables")
+    s = sub.add_parser("status", help="agents, leases and their holders, queues, memory, as tables")
     s.add_argument("url", nargs="?", help="backend URL (default: $LOCKSTEP_URL, config, file driver)")
     s.add_argument("--namespace", help="namespace (default: $LOCKSTEP_NAMESPACE, config, 'default')")
     s.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
                    help="redraw every SECONDS (default 2) until Ctrl-C; give the URL first")  # fmt: skip
+    s.add_argument("--json", action="store_true", help="print one JSON object (per refresh with --watch)")
     w = sub.add_parser("sweep", help="reap dead agents now and print what was freed")
     w.add_argument("url", nargs="?", help="backend URL (default: $LOCKSTEP_URL, config, file driver)")
     w.add_argument("--namespace", help="namespace (default: $LOCKSTEP_NAMESPACE, config, 'default')")
@@ -81,71 +84,94 @@ async def _status(args: argparse.Namespace) -> int:
 
     async with connect(args.url, namespace=args.namespace) as coord:
         while True:
-            text = await render_status(coord)
+            if args.json:
+                print(json.dumps(await collect(coord), separators=(",", ":")), flush=True)
+            else:
+                text = await render_status(coord)
+                if args.watch is None:
+                    print(text)
+                else:
+                    print(CLEAR + text + f"\n\n(every {args.watch:g} s; Ctrl-C to stop)", flush=True)
             if args.watch is None:
-                print(text)
                 return EXIT_OK
-            print(CLEAR + text + f"\n\n(every {args.watch:g} s; Ctrl-C to stop)", flush=True)
             await asyncio.sleep(args.watch)
 
 
 async def render_status(coord: Coordinator) -> str:
+    """The tables of ``lockstep status`` (see the module docstring)."""
     from .cli import table
 
-    store = coord._membership_manager().store
-    members = await coord.members()
+    report = await collect(coord)
+    agents = report["agents"]
     out = [
-        f"lockstep status  {coord.settings.display_url}  namespace {coord.namespace!r}  "
-        f"({coord.driver.name} driver, heartbeats on the {store.clock} clock)  {time.strftime('%H:%M:%S')}",
+        f"lockstep status  {report['url']}  namespace {report['namespace']!r}  ({report['driver']} driver, "
+        + f"heartbeats on the {report['clock']} clock)  {time.strftime('%H:%M:%S', time.localtime(report['at']))}",
         "",
-        f"agents ({len(members)}, {sum(m.alive for m in members)} alive)",
+        f"agents ({len(agents)}, {sum(a['alive'] for a in agents)} alive)",
         table(["agent", "inc", "state", "last beat", "ttl", "host", "pid", "process", "keys", "leases", "meta"],
-              [_agent_row(m) for m in members]),  # fmt: skip
+              [_agent_row(a) for a in agents]),  # fmt: skip
+        "",
     ]
-    out += ["", *await _lease_lines(coord, members)]
-    usage = await coord.memory_usage()
+    if report["leases"] is None:
+        out.append(f"leases: {report['notes']['leases']}")
+    else:
+        held = sum(len(r["holders"]) for r in report["leases"])
+        waiting = sum(len(r["waiters"]) for r in report["leases"])
+        out += [
+            f"leases ({len(report['leases'])} resource(s), {held} held, {waiting} waiting)",
+            table(["resource", "kind", "holder", "fence", "expires in", "waiters"],
+                  [row for r in report["leases"] for row in _lease_rows(r)]),  # fmt: skip
+        ]
+    out.append("")
+    if report["queues"] is None:
+        out.append(f"queues: {report['notes']['queues']}")
+    else:
+        out += [
+            f"queues: consumer groups ({len(report['queues'])}, "
+            + f"{sum(q['pending'] for q in report['queues'])} entries pending)",
+            table(["channel", "group", "consumers", "pending", "not yet delivered"],
+                  [[q["channel"], q["group"], str(q["consumers"]), str(q["pending"]),
+                    "?" if q["lag"] is None else str(q["lag"])] for q in report["queues"]]),  # fmt: skip
+        ]
+    memory, recent = report["memory"], report["reapings"]
     out += [
         "",
         "memory",
         table(["backend", "namespace", "keys", "how"],
-              [[human_bytes(usage.backend_bytes), human_bytes(usage.namespace_bytes), str(usage.keys),
-                str(usage.detail.get("how", ""))]]),  # fmt: skip
+              [[human_bytes(memory["backend_bytes"]), human_bytes(memory["namespace_bytes"]), str(memory["keys"]),
+                memory["how"]]]),  # fmt: skip
+        "",
+        f"latest reapings ({len(recent)})",
     ]
-    recent = [json.loads(e) for e in await store.lifecycle(RECENT, timeout=coord.timeout)]
-    out += ["", f"latest reapings ({len(recent)})"]
     if recent:
         out.append(table(["when", "agent", "inc", "reason", "keys", "leases", "reaper"],
                          [[time.strftime("%H:%M:%S", time.localtime(e.get("at", 0))), str(e.get("agent")),
                            str(e.get("incarnation")), str(e.get("reason")), str(e.get("keys_deleted")),
                            str(e.get("leases")), str(e.get("reaper"))] for e in recent]))  # fmt: skip
-    out.append("(queues: not shown by this version of `lockstep status`)")
     return "\n".join(out)
 
 
-def _agent_row(m: MemberInfo) -> list[str]:
-    state = "alive" if m.alive else ("process gone" if m.process_alive is False else "silent")
-    process = {True: "running", False: "gone", None: "-" if not m.local else "unknown"}[m.process_alive]
-    meta = json.dumps(m.meta, separators=(",", ":")) if m.meta else ""
-    return [m.agent_id, str(m.incarnation), state, f"{m.age:.1f} s ago", f"{m.ttl:g} s", m.host, str(m.pid),
-            process, str(m.owned_keys), str(m.owned_leases), meta[:40]]  # fmt: skip
+def _agent_row(a: dict[str, Any]) -> list[str]:
+    meta = json.dumps(a["meta"], separators=(",", ":")) if a["meta"] else ""
+    return [a["agent"], str(a["incarnation"]), a["state"], f"{a['age']:.1f} s ago", f"{a['ttl']:g} s", a["host"],
+            str(a["pid"]), a["process"], str(a["owned_keys"]), str(a["owned_leases"]), meta[:40]]  # fmt: skip
 
 
-async def _lease_lines(coord: Coordinator, members: list[MemberInfo]) -> list[str]:
-    from .cli import table
-
-    owning = [m for m in members if m.owned_leases]
-    if Capability.LOCKS not in coord.capabilities:
-        return [f"leases: the {coord.driver.name} driver has no leases"]
-    store = coord._membership_manager().store
+def _lease_rows(r: dict[str, Any]) -> list[list[str]]:
+    """One row per holder (a semaphore has several); the queue on the resource's first row."""
+    kind = KINDS.get(r["kind"], r["kind"])
+    if r["slots"] > 1:
+        kind += f" {len(r['holders'])}/{r['slots']}"
+    line = ", ".join(w["owner"] for w in r["waiters"])
+    waiters = f"{len(r['waiters'])}: {line}" if r["waiters"] else "0"
+    holders = [
+        [h["owner"] + (f" (agent {h['agent']})" if h["agent"] else ""), str(h["fence"]), f"{h['expires_in']:.1f} s"]
+        for h in r["holders"]
+    ] or [["(none)", str(r["fence"]), "-"]]
     rows = []
-    for m in owning:
-        for lease in await store.leases(m.agent_id, timeout=coord.timeout):
-            for name in lease.names:
-                holders = await coord.lease_holders(name, kind=lease.kind)
-                who = ", ".join(f"{h.owner} (fence {h.fence}, {h.expires_in:.0f} s left)" for h in holders) or "free"
-                rows.append([f"{lease.kind}:{name}", m.agent_id, who])
-    title = f"leases owned by agents ({len(rows)}; leases taken outside an agent are not listed)"
-    return [title, table(["resource", "owner agent", "holders now"], rows)]
+    for i, (holder, fence, left) in enumerate(holders):
+        rows.append([r["name"] if i == 0 else "", kind if i == 0 else "", holder, fence, left, waiters if i == 0 else ""])
+    return rows
 
 
 def human_bytes(n: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Generator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,8 @@ from .keys import Keyspace
 from .membership import Agent, AgentRequest, MemberInfo, Membership
 from .drivers.member_store import MemoryUsage
 from .lease_manager import LeaseManager
+from .drivers.lease_store import ResourceLeases
+from .drivers.message_store import GroupInfo
 from .leases import HolderInfo, LeaseRequest
 from .leases import request as lease_request
 from .messaging import Consumer, Messaging, Subscription
@@ -35,6 +38,8 @@ from .names import validate_name
 
 if TYPE_CHECKING:
     from .acks import Ack, AckResult
+    from .claims import ClaimRequest
+    from .ports import PortsRequest
     from .barriers import BarrierResult
     from .ratelimit import RateLimiter, RateLimits
     from .signals import Signal, Signals
@@ -276,8 +281,11 @@ class Coordinator:
         channel name) raise at once."""
         return self.messaging.publish(channel, data, timeout=self._deadline(timeout))
 
-    async def publish_many(self, channel: str, items: Iterable[Any], *, timeout: float | None = None) -> list[str]:
-        """Publish every item, in order, in one round trip; returns their message ids."""
+    async def publish_many(
+        self, channel: str, items: Iterable[Any], *, timeout: float | None = None
+    ) -> Sequence[str]:
+        """Publish every item, in order, in one round trip; returns their message ids (a
+        sequence that makes each id on demand)."""
         future = self.messaging.publish_many(channel, items, timeout=self._deadline(timeout))
         return await future
 
@@ -333,6 +341,11 @@ class Coordinator:
         its log on durable drivers (never dropping entries pending in a group)."""
         self.messaging.bind_channel(channel, type, max_len=max_len, max_age=max_age)
 
+    async def consumer_groups(self, *, timeout: float | None = None) -> list[GroupInfo]:
+        """Every consumer group of the namespace: channel, group, consumers, entries pending
+        (delivered, not acknowledged) and lag (not yet delivered). [] on pub/sub drivers."""
+        return await self.messaging.store.groups(timeout=self._deadline(timeout))
+
     # -- leases (see lockstep.leases) -----------------------------------------------
     def _lease_manager(self) -> LeaseManager:
         if self._leases is None:
@@ -360,10 +373,51 @@ class Coordinator:
         """
         return lease_request(self, kind, resources, ttl=ttl, wait=wait)
 
+    def ports(
+        self, count: int = 1, *, range: tuple[int, int] = (20000, 29999), ttl: float = 30.0, wait: float = 60.0
+    ) -> PortsRequest:
+        """``count`` TCP ports leased all or none (kind "port"): unique across every process on
+        the backend and probe-bound free on this host; ``lease.ports`` lists them. ``range``
+        (both ends included) defaults to 20000-29999, below the kernel's ephemeral ports.
+        ``wait`` bounds the wait when the range has no ``count`` free ports. See lockstep.ports."""
+        from .ports import PortsRequest
+
+        return PortsRequest(self, count, port_range=range, ttl=ttl, wait=wait)
+
+    def claim(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        ttl: float = 30.0,
+        wait: float = 0.0,
+        root: str | os.PathLike[str] | None = None,
+        holder: str | None = None,
+    ) -> ClaimRequest:
+        """Claim every path (kind "claim") or none; ClaimConflict maps each conflicting path to
+        its holder. Paths are normalised relative to ``root`` (default: the current directory),
+        so "./a.py" and "a.py" conflict. ``holder`` names this claim to others (default: this
+        member), e.g. a sprint id. See lockstep.claims."""
+        from .claims import ClaimRequest
+
+        return ClaimRequest(self, paths, ttl=ttl, wait=wait, root=root, holder=holder)
+
     async def lease_holders(self, name: str, *, kind: str = "lock", timeout: float | None = None) -> list[HolderInfo]:
         """Who holds ``name`` now: owner member, fence, seconds left (kind "sem" for semaphores)."""
         req = lease_request(self, kind, [name], ttl=1.0, wait=0.0)
         return await self._lease_manager().store.holders(req.kind, req.names[0], timeout=self._deadline(timeout))
+
+    async def leases(self, *, timeout: float | None = None) -> list[ResourceLeases]:
+        """Every resource of the namespace someone holds or waits for, by (kind, name): its
+        holders (owner, token, fence, seconds left on the backend's clock) and its queue in
+        order. Read from an index on Redis, never by scanning the keyspace."""
+        return await self._lease_manager().store.list_resources(timeout=self._deadline(timeout))
+
+    async def purge_lease(self, name: str, *, kind: str = "lock", timeout: float | None = None) -> bool:
+        """Forget an idle resource: its fence counter and fenced values. False (nothing
+        changed) while anyone holds or waits for it. Fences are otherwise permanent: only for
+        a namespace being retired (a client that saw the old fences reports data loss)."""
+        req = lease_request(self, kind, [name], ttl=1.0, wait=0.0)
+        return await self._lease_manager().store.purge(req.kind, req.names[0], timeout=self._deadline(timeout))
 
     async def fenced_get(
         self, name: str, key: str, *, kind: str = "lock", timeout: float | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -22,12 +23,20 @@ from . import _core
 from .drivers.lease_store import Grant, LeaseStore, RenewItem, resource_id
 from .errors import BackendError, DataLossDetected, LeaseLost, OutcomeUnknown
 from .leases import Lease
-from .renewer import Renewer
+from .renewer import RENEW_WINDOW, Renewer
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
 
 __all__ = ["LeaseManager"]
+
+
+def _settle(lease: Lease, held: bool) -> None:
+    """The release of ``lease`` is over: keep its outcome (the first one) for later callers."""
+    if lease._result is None:
+        lease._result = held
+    if lease._outcome is not None and not lease._outcome.done():
+        lease._outcome.set_result(lease._result)
 
 log = logging.getLogger("lockstep.leases")
 
@@ -48,6 +57,7 @@ class LeaseManager:
         self.waiting: set[str] = set()  # tokens of acquires in progress
         self._store: LeaseStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._random, self._random_at = "", 0  # hex digits for the next tokens, and the next unused
 
     @property
     def store(self) -> LeaseStore:
@@ -59,11 +69,18 @@ class LeaseManager:
         return self._store
 
     def new_token(self) -> str:
-        return f"{self.session}.{secrets.token_hex(16)}"
+        """``<session>.<32 random hex digits>``; the randomness is read 64 tokens at a time."""
+        at = self._random_at
+        if at >= len(self._random):
+            self._random, at = os.urandom(16 * 64).hex(), 0
+        self._random_at = at + 32
+        return f"{self.session}.{self._random[at : at + 32]}"
 
     # -- granted leases ----------------------------------------------------------------
     def floors(self, kind: str, names: Sequence[str]) -> tuple[int, ...]:
         """Per resource, the highest fence seen so far (0: none), sent with an acquire."""
+        if len(names) == 1:
+            return (self.held.highest_fence(f"{kind}:{names[0]}") or 0,)
         return tuple(self.held.highest_fence(resource_id(kind, n)) or 0 for n in names)
 
     def adopt(
@@ -83,29 +100,29 @@ class LeaseManager:
         grant lives this long from ``sent_at`` before its first renewal (a hand-over),
         instead of ``ttl``.
         """
-        ids = [resource_id(kind, n) for n in names]
+        ids = [f"{kind}:{names[0]}"] if len(names) == 1 else [resource_id(kind, n) for n in names]
         problem = None
         if grant.raised:
             problem = f"the fence counter of {kind} {', '.join(grant.raised)} was below a fence seen before"
         else:
-            for rid, fence, floor in zip(ids, grant.fences, floors, strict=True):
-                try:
-                    self.held.observe_fence(rid, fence, floor)
-                except DataLossDetected as exc:
-                    problem = str(exc)
-                    break
+            try:
+                if len(ids) == 1:  # the common case, without the loop
+                    self.held.observe_fence(ids[0], grant.fences[0], floors[0])
+                else:
+                    for rid, fence, floor in zip(ids, grant.fences, floors, strict=True):
+                        self.held.observe_fence(rid, fence, floor)
+            except DataLossDetected as exc:
+                problem = str(exc)
         if problem is not None:
             reason = f"the backend went backwards ({problem}): it lost acknowledged writes"
             self.lose_all(reason)
             self.spawn(self._release_by_token(token, kind, names, time.monotonic() + ttl))
             raise DataLossDetected(f"{reason}; this grant was released; acquire again for a fresh fence")
         deadline = self.held.insert(token, ids, list(grant.fences), first_ttl or ttl, sent_at)
-        lease = Lease(
-            self, token=token, kind=kind, names=names, fences=grant.fences, ttl=ttl,
-            deadline=deadline, expires_by=time.monotonic() + ttl, epoch=self.epoch,
-        )  # fmt: skip
+        # Positional: keyword arguments cost more, and this is the hot path.
+        lease = Lease(self, token, kind, names, grant.fences, ttl, deadline, time.monotonic() + ttl, self.epoch)
         self.leases[token] = lease
-        self.renewer.start()
+        self.renewer.start(sent_at + (first_ttl or ttl) * RENEW_WINDOW)
         return lease
 
     def renewed(self, lease: Lease, sent_at: float, ttl: float) -> None:
@@ -161,10 +178,13 @@ class LeaseManager:
 
     async def release(self, lease: Lease, timeout: float) -> bool:
         """Release ``lease`` in this task (one round trip, the common case); should that be
-        cancelled or get no answer, a background task finishes the job by token."""
-        if lease._outcome is not None:
+        cancelled or get no answer, a background task finishes the job by token.
+
+        No future or task is made on that common path: only a second caller (or the
+        background path) needs one to wait on, and makes it then."""
+        if lease.released:
             return await self._await_outcome(lease, timeout)
-        outcome = self._stop_holding(lease)
+        self._stop_holding(lease)
         started = time.monotonic()
         try:
             held = await self.store.release(
@@ -176,11 +196,15 @@ class LeaseManager:
         except BackendError:
             self._finish_in_background(lease)
             return await self._await_outcome(lease, max(0.0, timeout - (time.monotonic() - started)))
-        outcome.set_result(held)
+        _settle(lease, held)
         return held
 
     async def _await_outcome(self, lease: Lease, timeout: float) -> bool:
-        assert lease._outcome is not None
+        """The outcome of the release already started on ``lease``, within ``timeout``."""
+        if lease._result is not None:
+            return lease._result
+        if lease._outcome is None:
+            lease._outcome = asyncio.get_running_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(lease._outcome), timeout)
         except TimeoutError:
@@ -189,29 +213,23 @@ class LeaseManager:
                 "in the background until the backend confirms or the lease's TTL passes"
             ) from None
 
-    def _stop_holding(self, lease: Lease) -> asyncio.Future[bool]:
+    def _stop_holding(self, lease: Lease) -> None:
         lease.released = True
         self.held.remove(lease.token)
         self.leases.pop(lease.token, None)
-        lease._outcome = asyncio.get_running_loop().create_future()
-        return lease._outcome
 
-    def begin_release(self, lease: Lease) -> asyncio.Future[bool]:
-        """Start (once) releasing ``lease`` in the background; the future gets the outcome."""
-        if lease._outcome is None:
+    def begin_release(self, lease: Lease) -> None:
+        """Start (once) releasing ``lease`` in the background."""
+        if not lease.released:
             self._stop_holding(lease)
             self._finish_in_background(lease)
-        return lease._outcome  # type: ignore[return-value]
 
     def _finish_in_background(self, lease: Lease) -> None:
-        outcome = lease._outcome
-        assert outcome is not None
         task = self.spawn(self._release_by_token(lease.token, lease.kind, lease.resources, lease.expires_by))
 
         def settle(done: asyncio.Task[bool]) -> None:
-            if not outcome.done():
-                ok = not done.cancelled() and done.exception() is None
-                outcome.set_result(done.result() if ok else False)
+            ok = not done.cancelled() and done.exception() is None
+            _settle(lease, done.result() if ok else False)
 
         task.add_done_callback(settle)
 

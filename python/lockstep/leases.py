@@ -32,24 +32,27 @@ import asyncio
 import logging
 import math
 import time
+import weakref
 from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import ownership
-from .drivers.lease_store import HolderInfo
+from .drivers.lease_store import HolderInfo, LeaseWaiter, ResourceLeases
 from .errors import BackendError, InvalidInputError, LeaseLost, LockstepError
 from .names import validate_name
+from .waiting import acquire_lease
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
     from .lease_manager import LeaseManager
 
-__all__ = ["HolderInfo", "Lease", "LeaseRequest", "LostSignal"]
+__all__ = ["HolderInfo", "Lease", "LeaseRequest", "LeaseWaiter", "LostSignal", "ResourceLeases", "release_on_exit"]
 
 log = logging.getLogger("lockstep.leases")
 
 KINDS_PATTERN = "lowercase letters, 1-16 of them"
+BUILTIN_KINDS = frozenset({"lock", "sem", "port", "claim"})  # valid by KINDS_PATTERN
 
 
 class LostSignal:
@@ -59,29 +62,40 @@ class LostSignal:
     the renewer (say, in a process that was paused) has not run since.
     """
 
-    __slots__ = ("_event", "_lease", "reason")
+    __slots__ = ("_event", "_fired", "_lease", "reason")
 
     def __init__(self, lease: Lease) -> None:
-        self._event = asyncio.Event()
-        self._lease = lease
+        # The asyncio.Event is made only when someone awaits the signal: most leases are
+        # released without anyone waiting on `lost`, and acquire+release is the hot path.
+        # A weak reference: no lease <-> signal cycle for the garbage collector to find.
+        self._event: asyncio.Event | None = None
+        self._fired = False
+        self._lease = weakref.ref(lease)
         self.reason: str | None = None
 
     def is_set(self) -> bool:
-        lease = self._lease
-        if not self._event.is_set() and not lease.released and time.monotonic() >= lease.deadline:
-            self.fire("its deadline passed without a confirmed renewal")
-        return self._event.is_set()
+        if not self._fired:
+            lease = self._lease()
+            if lease is not None and not lease.released and time.monotonic() >= lease.deadline:
+                self.fire("its deadline passed without a confirmed renewal")
+        return self._fired
 
     def fire(self, reason: str) -> None:
-        if not self._event.is_set():
+        if not self._fired:
+            self._fired = True
             self.reason = reason
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
 
     def __await__(self) -> Generator[Any, None, bool]:
+        if self._event is None:
+            self._event = asyncio.Event()
+            if self._fired:
+                self._event.set()
         return self._event.wait().__await__()
 
     def __repr__(self) -> str:
-        return f"<LostSignal {'lost: ' + str(self.reason) if self._event.is_set() else 'not lost'}>"
+        return f"<LostSignal {'lost: ' + str(self.reason) if self._fired else 'not lost'}>"
 
 
 class Lease:
@@ -90,7 +104,6 @@ class Lease:
     def __init__(
         self,
         manager: LeaseManager,
-        *,
         token: str,
         kind: str,
         names: tuple[str, ...],
@@ -104,7 +117,7 @@ class Lease:
         self.token = token  #: random; identifies this grant to the backend (keep it private)
         self.kind = kind
         self.resources = names
-        self.fences: dict[str, int] = dict(zip(names, fences, strict=True))
+        self.fences: dict[str, int] = {names[0]: fences[0]} if len(names) == 1 else dict(zip(names, fences, strict=True))
         self.holder: str = manager.coord.member
         self.ttl = ttl
         self.deadline = deadline  #: local monotonic time by which it is lost unless renewed
@@ -112,7 +125,8 @@ class Lease:
         self.epoch = epoch  #: the backend incarnation it was granted under
         self.released = False
         self.lost = LostSignal(self)
-        self._outcome: asyncio.Future[bool] | None = None  # of the release, once it started
+        self._result: bool | None = None  # the release's outcome, once known
+        self._outcome: asyncio.Future[bool] | None = None  # for callers waiting on a release in flight
 
     @property
     def name(self) -> str:
@@ -145,9 +159,12 @@ class Lease:
         TTL has passed. If no confirmation comes within ``timeout`` (default: the
         coordinator's), OutcomeUnknown is raised while that task carries on.
         """
-        released = await self._manager.release(self, self._manager.coord._deadline(timeout))
+        coord = self._manager.coord
+        released = await self._manager.release(self, coord.timeout if timeout is None else coord._deadline(timeout))
+        if coord._membership is None:  # no agent can own it: skip the index (the hot path)
+            return released
         try:
-            await ownership.lease_released(self._manager.coord, self.token)
+            await ownership.lease_released(coord, self.token)
         except LockstepError as exc:
             # The lease is released; a stale ownership record is harmless (a sweep
             # releases by token, idempotently), so its failure must not fail release().
@@ -185,22 +202,35 @@ class LeaseRequest:
     """
 
     def __init__(
-        self, coord: Coordinator, *, kind: str, names: tuple[str, ...], slots: int, ttl: float, wait: float
+        self,
+        coord: Coordinator,
+        kind: str,
+        names: tuple[str, ...],
+        slots: int,
+        ttl: float,
+        wait: float,
+        owner: str | None = None,
+        claim_errors: bool = False,
     ) -> None:
         self._coord = coord
         self.kind, self.names, self.slots, self.ttl, self.wait = kind, names, slots, ttl, wait
+        self.owner = owner  #: the holder named to others (None: the coordinator's member)
+        self.claim_errors = claim_errors  #: ClaimConflict, not LockTimeout, even for one resource
         self._lease: Lease | None = None
 
     def __repr__(self) -> str:
         return f"<LeaseRequest {self.kind}:{','.join(self.names)} slots={self.slots} ttl={self.ttl:g} wait={self.wait:g}>"
 
     async def _acquire(self) -> Lease:
-        from .waiting import acquire_lease
-
-        manager = self._coord._lease_manager()
+        manager = self._coord._leases or self._coord._lease_manager()
+        # Positional: keyword arguments cost more, and this is the hot path.
         lease = await acquire_lease(
-            manager, kind=self.kind, names=self.names, slots=self.slots, ttl=self.ttl, wait=self.wait
+            manager, self.kind, self.names, self.slots, self.ttl, self.wait, self.owner, self.claim_errors
         )
+        if self.owner is not None:
+            lease.holder = self.owner
+        if ownership.owner_of_current_task() is None:  # no agent to record it for (the hot path)
+            return lease
         try:
             # Inside `async with coord.agent(...)`, the agent owns the lease: a sweep that
             # reaps the agent frees it by token. A reaped agent gets no lease at all.
@@ -223,54 +253,83 @@ class LeaseRequest:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         lease, self._lease = self._lease, None
-        if lease is None:
-            return
-        was_lost = lease.lost.is_set()
-        try:
-            await lease.release()
-        except BackendError as error:
-            # The release task keeps retrying by token until the TTL passes; the body's
-            # outcome stands.
-            log.warning("release of %s not confirmed yet: %s", lease, error)
-        if was_lost and exc_type is None:
-            raise LeaseLost(
-                f"lease on {lease.kind} {lease.name!r} (fence {lease.fence}) was lost before the "
-                f"`async with` block ended: {lease.lost.reason}"
-            )
+        if lease is not None:
+            await release_on_exit(lease, exc_type)
+
+
+async def release_on_exit(lease: Lease, exc_type: type[BaseException] | None) -> None:
+    """Leaving an ``async with`` that held ``lease``: release it; LeaseLost if it was lost
+    before the block ended without an error of its own."""
+    was_lost = lease.lost.is_set()
+    try:
+        await lease.release()
+    except BackendError as error:
+        # The release task keeps retrying by token until the TTL passes; the body's
+        # outcome stands.
+        log.warning("release of %s not confirmed yet: %s", lease, error)
+    if was_lost and exc_type is None:
+        raise LeaseLost(
+            f"lease on {lease.kind} {lease.name!r} (fence {lease.fence}) was lost before the "
+            f"`async with` block ended: {lease.lost.reason}"
+        )
 
 
 # -- argument checks (synchronous, at the call) -------------------------------------------
 def check_ttl(ttl: object) -> float:
+    if (type(ttl) is float or type(ttl) is int) and 0 < ttl < math.inf:  # the common case, cheaply
+        return ttl
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not (math.isfinite(ttl) and ttl > 0):
         raise InvalidInputError(f"ttl must be a positive number of seconds, got {ttl!r}")
     return float(ttl)
 
 
 def check_wait(wait: object) -> float:
+    if (type(wait) is float or type(wait) is int) and 0 <= wait < math.inf:  # the common case, cheaply
+        return wait
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not (math.isfinite(wait) and wait >= 0):
         raise InvalidInputError(f"wait must be 0 (try once) or a positive number of seconds, got {wait!r}")
     return float(wait)
 
 
 def check_kind(kind: object) -> str:
+    if kind in BUILTIN_KINDS:
+        return kind  # type: ignore[return-value]
     if not (isinstance(kind, str) and 1 <= len(kind) <= 16 and kind.isascii() and kind.isalpha() and kind.islower()):
         raise InvalidInputError(f"kind must be {KINDS_PATTERN} (e.g. 'lock', 'port', 'claim'), got {kind!r}")
     return kind
 
 
 def request(
-    coord: Coordinator, kind: str, names: object, *, slots: object = 1, ttl: object, wait: object
+    coord: Coordinator,
+    kind: str,
+    names: object,
+    *,
+    slots: object = 1,
+    ttl: object,
+    wait: object,
+    owner: str | None = None,
+    claim_errors: bool = False,
 ) -> LeaseRequest:
-    """Check every argument now and build the request (nothing is sent until awaited)."""
+    """Check every argument now and build the request (nothing is sent until awaited).
+
+    ``owner``: the holder others see in conflicts and ``lease_holders`` (default: the
+    coordinator's member), e.g. a sprint id. ``claim_errors``: raise ClaimConflict
+    (resource -> holder) instead of LockTimeout when a single resource stays busy."""
     kind = check_kind(kind)
-    if isinstance(names, str) or not isinstance(names, Sequence | set | frozenset | tuple | list):
-        raise InvalidInputError(f"resources must be a list of names, got {type(names).__name__}")
-    checked = tuple(validate_name(n, what=kind) for n in names)
-    if not checked:
-        raise InvalidInputError("resources must name at least one resource")
-    dupes = sorted({n for n in checked if checked.count(n) > 1})
-    if dupes:
-        raise InvalidInputError(f"resources are listed twice: {dupes}")
+    if owner is not None:
+        validate_name(owner, what="holder")
+    if type(names) is list and len(names) == 1:  # coord.lock() and coord.semaphore(): one name
+        checked: tuple[str, ...] = (validate_name(names[0], what=kind),)
+    else:
+        if isinstance(names, str) or not isinstance(names, Sequence | set | frozenset | tuple | list):
+            raise InvalidInputError(f"resources must be a list of names, got {type(names).__name__}")
+        checked = tuple(validate_name(n, what=kind) for n in names)
+        if not checked:
+            raise InvalidInputError("resources must name at least one resource")
+        dupes = sorted({n for n in checked if checked.count(n) > 1})
+        if dupes:
+            raise InvalidInputError(f"resources are listed twice: {dupes}")
     if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 2**31 - 1:
         raise InvalidInputError(f"slots must be a whole number from 1 to 2**31-1, got {slots!r}")
-    return LeaseRequest(coord, kind=kind, names=checked, slots=slots, ttl=check_ttl(ttl), wait=check_wait(wait))
+    # Positional: keyword arguments cost more, and this is the hot path.
+    return LeaseRequest(coord, kind, checked, slots, check_ttl(ttl), check_wait(wait), owner, claim_errors)

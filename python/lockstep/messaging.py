@@ -153,7 +153,7 @@ class Messaging:
         future: asyncio.Future[str] = self.publisher.submit(self.check_channel(channel), [data], timeout, single=True)
         return future
 
-    def publish_many(self, channel: str, items: Iterable[Any], *, timeout: float) -> asyncio.Future[list[str]]:
+    def publish_many(self, channel: str, items: Iterable[Any], *, timeout: float) -> asyncio.Future[Sequence[str]]:
         datas = items_list(items)
         return self.publisher.submit(self.check_channel(channel), datas, timeout)
 

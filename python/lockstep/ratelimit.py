@@ -41,6 +41,11 @@ unspent. **Leasing** (``lease=N``) takes up to ``N`` units per round trip and sp
 them in-process; see :mod:`lockstep.ratelimit_lease`. Leased units count as spent
 on the store from the moment they are granted, so the limit still holds.
 
+**Without a round trip.** On the memory driver, and with ``lease=`` while this process
+holds units, :meth:`RateLimiter.try_acquire_nowait` (a :class:`Decision`) and
+:meth:`RateLimiter.hit_nowait` (a bool: the fast path, no object built) decide in the
+calling thread through the Rust counters; elsewhere they return None (use ``acquire``).
+
 **Keys** are names (letters, digits, ``_ . : / @ + = # ~ -``; ``InvalidNameError``
 otherwise). They appear in backend keys and errors, so never pass a secret such as
 an API key: pass a fingerprint (``lockstep.cfn.APIKeyRotator`` does).
@@ -73,7 +78,7 @@ from .ratelimit_lease import LeasedUnits
 if TYPE_CHECKING:
     from .coordinator import Coordinator
 
-__all__ = ["Decision", "FailMode", "RateLimiter", "RateLimits", "RateRule", "make_rule"]
+__all__ = ["Algorithm", "Decision", "FailMode", "RateLimiter", "RateLimits", "RateRule", "make_rule"]
 
 log = logging.getLogger("lockstep.ratelimit")
 
@@ -143,8 +148,10 @@ class RateLimiter:
         if lease is not None:
             self._leases = self._make_leases(lease, lease_ttl)
             self.try_acquire_nowait = self._leases.pool.spend  # type: ignore[method-assign]
+            self.hit_nowait = self._leases.pool.hit  # type: ignore[method-assign]
         elif self._store.local:
             self.try_acquire_nowait = self._store.acquire_nowait  # type: ignore[method-assign,assignment]
+            self.hit_nowait = self._store.hit_nowait  # type: ignore[method-assign,assignment]
 
     def _make_leases(self, lease: object, lease_ttl: float | None) -> LeasedUnits:
         if not isinstance(lease, int) or isinstance(lease, bool) or lease < 1:
@@ -176,6 +183,17 @@ class RateLimiter:
         """
         return None
 
+    def hit_nowait(self, key: str = "default", cost: int = 1) -> bool | None:
+        """``try_acquire_nowait(key, cost)`` as a bool: True admitted, False refused, None
+        when only the store can decide (use :meth:`acquire`; never treat None as refused).
+
+        The same decision and the same units spent, without building a :class:`Decision`:
+        the fast path for callers that need only yes or no (what ``limits``' ``hit()`` and
+        pyrate-limiter's ``try_acquire()`` answer). On the memory driver, and with
+        ``lease=``, it is the Rust call itself: no Python frame in between.
+        """
+        return None
+
     async def acquire(
         self, key: str = "default", cost: int = 1, wait: float = 0.0, *, timeout: float | None = None
     ) -> Decision:
@@ -189,8 +207,11 @@ class RateLimiter:
         validate_name(key, what=KEY_WHAT)
         self.rule.check_cost(cost)
         deadline = self._coord._deadline(timeout)
+        patience = _seconds(wait, "wait")
+        if not patience:  # the common call: one decision, no clock read for waiting
+            return await self._decide(key, cost, deadline)
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + _seconds(wait, "wait")
+        give_up = loop.time() + patience
         while True:
             decision = await self._decide(key, cost, deadline)
             if decision.allowed or decision.retry_after > give_up - loop.time():

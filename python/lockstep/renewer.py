@@ -28,9 +28,19 @@ from .errors import BackendError
 if TYPE_CHECKING:
     from .lease_manager import LeaseManager
 
-__all__ = ["Renewer"]
+__all__ = ["RENEW_WINDOW", "Renewer"]
+
+#: A lease is renewed from ttl/3 after its last renewal was sent, plus a seeded jitter of
+#: up to 20 % of that (RENEW_FRACTION and RENEW_JITTER in rust/core/src/leases/held.rs):
+#: so by this fraction of its ttl at the latest.
+RENEW_WINDOW = (1 / 3) * 1.2
 
 log = logging.getLogger("lockstep.leases")
+
+
+def _wake_up(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 class Renewer:
@@ -39,24 +49,33 @@ class Renewer:
     def __init__(self, manager: LeaseManager) -> None:
         self._manager = manager
         self._task: asyncio.Task[None] | None = None
-        self._poke: asyncio.Event | None = None
         self._errors: dict[str, str] = {}  # token -> last renewal error, for the lost reason
         self._asleep_until: float | None = None  # while it sleeps: when it wakes up
+        self._wake: asyncio.Future[None] | None = None  # while it sleeps: set to wake it
+        self._alarm: asyncio.TimerHandle | None = None  # while it sleeps: sets _wake at _asleep_until
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self) -> None:
-        """Make sure the task runs and wakes in time for the schedule (a lease was added)."""
-        if self._poke is None:
-            self._poke = asyncio.Event()
-        if not self.running:
+    def start(self, due_by: float) -> None:
+        """A lease was added whose renewal is due by ``due_by`` (monotonic: sent + ttl/3 plus
+        the most jitter): make sure the task runs and wakes by then. O(1), and when the task
+        already sleeps until no later (the common case) it schedules nothing: acquire is the
+        hot path, and poking the task for each lease would wake it for each acquire. (Nor
+        is the sleeping task woken to move its alarm earlier: the alarm is moved.)"""
+        task = self._task
+        if task is None or task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="lockstep-renewer")
             return
-        wake_at = self._manager.held.next_wakeup()
-        if self._asleep_until is not None and wake_at is not None and wake_at < self._asleep_until:
-            self._poke.set()
+        if self._asleep_until is not None and due_by < self._asleep_until and self._wake is not None:
+            self._set_alarm(self._wake, due_by)
+
+    def _set_alarm(self, wake: asyncio.Future[None], at: float) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._asleep_until = at
+        self._alarm = asyncio.get_running_loop().call_later(max(0.0, at - time.monotonic()), _wake_up, wake)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -75,9 +94,7 @@ class Renewer:
 
     async def _loop(self) -> None:
         manager, held = self._manager, self._manager.held
-        assert self._poke is not None
         while True:
-            self._poke.clear()
             now = time.monotonic()
             for token in held.expired(now):
                 error = self._errors.pop(token, None)
@@ -88,14 +105,17 @@ class Renewer:
                 await self._renew(due)
                 continue
             wake_at = held.next_wakeup()
-            self._asleep_until = math.inf if wake_at is None else wake_at
+            wake = self._wake = asyncio.get_running_loop().create_future()
+            self._asleep_until = math.inf
+            if wake_at is not None:
+                self._set_alarm(wake, wake_at)
             try:
-                async with asyncio.timeout(None if wake_at is None else max(0.0, wake_at - time.monotonic())):
-                    await self._poke.wait()
-            except TimeoutError:
-                pass
+                await wake
             finally:
-                self._asleep_until = None
+                self._asleep_until = self._wake = None
+                if self._alarm is not None:
+                    self._alarm.cancel()
+                    self._alarm = None
 
     async def _renew(self, tokens: list[str]) -> None:
         manager, held = self._manager, self._manager.held

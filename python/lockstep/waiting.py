@@ -9,7 +9,8 @@ until one of:
   take it, and the driver delivers the news (Redis: a PUBLISH from the release script
   to the waiting coordinator's channel, which for a single-resource waiter already
   carries the grant, a hand-over; SQLite: a datagram to the waiting coordinator's
-  socket; memory: an event) — the waiter registers before its first attempt, so a
+  socket; memory: an event) — the waiter registers after its first attempt (most are
+  granted at once), and the store keeps a wake-up that came before that for it, so a
   release between an attempt and the sleep is not missed;
 * ``retry_in``: the backend said when a holder or a waiter ahead expires, i.e. the
   earliest moment things change without anyone releasing (a crashed holder);
@@ -45,9 +46,17 @@ GIVE_UP_GRACE = 0.03  # s a timed-out waiter waits for its own release before ra
 
 
 async def acquire_lease(
-    manager: LeaseManager, *, kind: str, names: tuple[str, ...], slots: int, ttl: float, wait: float
+    manager: LeaseManager,
+    kind: str,
+    names: tuple[str, ...],
+    slots: int,
+    ttl: float,
+    wait: float,
+    owner: str | None = None,
+    claim_errors: bool = False,
 ) -> Lease:
-    """Acquire within ``wait`` seconds or raise LockTimeout (one name) / ClaimConflict (several)."""
+    """Acquire within ``wait`` seconds or raise LockTimeout (one name) / ClaimConflict (several,
+    or any number with ``claim_errors``). ``owner``: the holder named to others."""
     coord = manager.coord
     store = manager.store
     token = manager.new_token()
@@ -55,16 +64,17 @@ async def acquire_lease(
     deadline = started + wait
     floors = manager.floors(kind, names)
     queue = wait > 0
+    req = AcquireRequest(
+        token, coord.member if owner is None else owner, kind, names, slots, ttl, QUEUE_TTL if queue else None, floors
+    )
     last_busy: Busy | None = None
     last_error: BackendError | None = None
     maybe_granted = False  # an attempt got no reply: it may hold the lease on the backend
     in_line_since = started
     attempt = 0
-    store.register(token)
+    registered = False
     manager.waiting.add(token)
     try:
-        if queue:  # optional (waiters poll anyway): never let it eat most of the wait
-            await store.prepare_wait(timeout=min(coord.timeout, wait / 4))
         while True:
             if manager.closed:
                 raise BackendUnavailable(f"the coordinator was closed while waiting for {kind} {names[0]!r}")
@@ -73,10 +83,6 @@ async def acquire_lease(
                 break
             # Every attempt ends by the deadline (the first gets at least MIN_CALL).
             call_timeout = coord.timeout if not queue else min(coord.timeout, max(left, MIN_CALL))
-            req = AcquireRequest(
-                token=token, owner=coord.member, kind=kind, names=names, slots=slots, ttl=ttl,
-                queue_ttl=QUEUE_TTL if queue else None, floors=floors,
-            )  # fmt: skip
             sent_at = time.monotonic()
             try:
                 outcome: Grant | Busy | None = await store.acquire(req, timeout=call_timeout)
@@ -87,6 +93,13 @@ async def acquire_lease(
                 outcome = None
             if isinstance(outcome, Grant):
                 return manager.adopt(token, kind, names, outcome, ttl, sent_at, floors)
+            if not registered:
+                # Only now, so an acquire granted at once (the common case) does none of
+                # this. A wake-up that came before is kept by the store for register().
+                registered = True
+                store.register(token)
+                if queue:  # optional (waiters poll anyway): never let it eat most of the wait
+                    await store.prepare_wait(timeout=min(coord.timeout, max(0.0, deadline - time.monotonic()) / 4))
             # Refresh the queue entry at least every ttl/3: a lease handed over to us counts
             # its deadline from our last attempt, and must have most of its ttl left.
             sleep = min(store.poll_interval(attempt), ttl / 3)
@@ -113,13 +126,14 @@ async def acquire_lease(
         _give_up(manager, token, kind, names, ttl)
         raise
     finally:
-        store.unregister(token)
+        if registered:
+            store.unregister(token)
         manager.waiting.discard(token)
     if queue or maybe_granted:
         # Usually done in a millisecond, so the queue is clean when the error is raised;
         # a backend that does not answer gets only GIVE_UP_GRACE of the caller's time.
         await asyncio.wait({_give_up(manager, token, kind, names, ttl)}, timeout=GIVE_UP_GRACE)
-    raise _timeout_error(names, wait, last_busy, last_error) from last_error
+    raise _timeout_error(names, wait, last_busy, last_error, claim_errors) from last_error
 
 
 def _give_up(
@@ -129,8 +143,10 @@ def _give_up(
     return manager.spawn(manager._release_by_token(token, kind, names, time.monotonic() + ttl))
 
 
-def _timeout_error(names: tuple[str, ...], wait: float, busy: Busy | None, error: BackendError | None) -> Exception:
-    if len(names) > 1:
+def _timeout_error(
+    names: tuple[str, ...], wait: float, busy: Busy | None, error: BackendError | None, claim_errors: bool = False
+) -> Exception:
+    if len(names) > 1 or claim_errors:
         if busy is not None:
             return ClaimConflict(busy.conflicts(), waited=wait)
         return ClaimConflict({n: "(unknown: the backend did not answer)" for n in names}, waited=wait)

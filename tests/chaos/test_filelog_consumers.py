@@ -22,12 +22,6 @@ from tests.chaos.workers import Worker, stop_all
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN GAP (issue 3, open): intermittently one message is neither acked nor dead-lettered "
-    "after a file-driver consumer is killed mid-batch (seen 2 of ~5 runs, e.g. [45]); it runs and reports "
-    "XPASS when it holds. Fix the file-log redelivery race, then remove this mark.",
-)
 async def test_scenario_9_file_consumer_killed_mid_batch(tmp_path: Path) -> None:
     db = tmp_path / "coord.db"
 

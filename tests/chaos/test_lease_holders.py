@@ -122,9 +122,10 @@ async def test_killed_holder_frees_the_lock_20_times(
         assert seen_files, "no lock files were used"
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
-        # The last holder and waiters were killed: everything but the fence expires with
-        # the longest entry (a holder's ttl, a waiter's queue entry) plus 1 s.
+        # The last holder and waiters were killed: everything but the fence (and its entry
+        # in the namespace's resource index) expires with the longest entry (a holder's ttl,
+        # a waiter's queue entry) plus 1 s.
         await asyncio.sleep(max(ttl, QUEUE_TTL) + 1.3)
         with server.client() as c:
             left = sorted(k.decode() for k in c.scan_iter(match=f"ls:{namespace}:*"))
-        assert left == [f"ls:{namespace}:{{lock:chaos}}:fence"], left
+        assert left == [f"ls:{namespace}:{{lock:chaos}}:fence", f"ls:{namespace}:{{meta}}:leases"], left

@@ -19,10 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Registers agents in a process that then ends without leaving, as a crash would: "dead"
 # (ttl 0.3 s, owning a key and a lock) and "quiet" (ttl 60 s); "other" lives in another namespace.
+# Where messaging is durable, it also leaves consumer group "workers" of "jobs" with one entry
+# pending and one not yet delivered.
 SETUP = """
 import asyncio, sys, lockstep
 async def main(url, ns):
     async with lockstep.connect(url, namespace=ns) as coord:
+        if lockstep.Capability.DURABLE_MESSAGES in coord.capabilities:
+            await coord.publish("jobs", 1)
+            await coord.publish("jobs", 2)
+            async with coord.consume("jobs", "workers", consumer="w1", batch=1) as jobs:
+                async for _ in jobs:
+                    break
         dead = await coord.agent("dead", ttl=0.3, interval=0.1, meta={"sprint": 7})
         await dead.put("state", b"x" * 100)
         lease = await coord.lock("test-runner", ttl=30, wait=0)
@@ -44,7 +52,7 @@ def lockstep_cli(
                           timeout=timeout, stdin=stdin, cwd=ROOT)  # fmt: skip
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis+streams"])
 def setup(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> tuple[str, str]:
     url = driver_url(str(request.param), request, tmp_path)
     done = subprocess.run([sys.executable, "-c", SETUP, url, namespace], capture_output=True, text=True,
@@ -62,7 +70,14 @@ def test_status_then_sweep(setup: tuple[str, str]) -> None:
     assert f"namespace '{ns}'" in out and "agents (2, 0 alive)" in out
     dead = next(line for line in out.splitlines() if line.startswith("dead "))
     assert "process gone" in dead and '{"sprint":7}' in dead
-    assert "lock:test-runner" in out and "dead" in out.split("leases owned by agents")[1]
+    assert "leases (1 resource(s), 1 held, 0 waiting)" in out
+    runner = next(line for line in out.splitlines() if line.startswith("test-runner "))
+    assert runner.split()[1] == "lock" and "(agent dead)" in runner and runner.split()[-1] == "0"
+    if url.startswith("redis://"):
+        assert "queues: the redis driver's messaging is pub/sub" in out
+    else:
+        assert "queues: consumer groups (1, 1 entries pending)" in out
+        assert next(line for line in out.splitlines() if line.startswith("jobs ")).split() == ["jobs", "workers", "1", "1", "1"]
     assert "memory" in out and "backend" in out
     assert "other" not in out  # another namespace
 
@@ -74,7 +89,69 @@ def test_status_then_sweep(setup: tuple[str, str]) -> None:
     assert "nothing to reap" in lockstep_cli("sweep", url, "--namespace", ns).stdout
     status = lockstep_cli("status", url, "--namespace", ns).stdout
     assert "agents (0, 0 alive)" in status and "latest reapings (2)" in status
+    assert "leases (0 resource(s), 0 held, 0 waiting)" in status
     assert "agents (1, 0 alive)" in lockstep_cli("status", url, "--namespace", ns + "-other").stdout
+
+
+def test_status_json(setup: tuple[str, str]) -> None:
+    url, ns = setup
+    res = lockstep_cli("status", url, "--namespace", ns, "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["namespace"] == ns and sorted(a["agent"] for a in report["agents"]) == ["dead", "quiet"]
+    (lock,) = report["leases"]
+    assert (lock["kind"], lock["name"], lock["slots"], lock["waiters"]) == ("lock", "test-runner", 1, [])
+    (holder,) = lock["holders"]
+    assert holder["agent"] == "dead" and holder["fence"] == lock["fence"] and 0 < holder["expires_in"] <= 30
+    if url.startswith("redis://"):
+        assert report["queues"] is None and "pub/sub" in report["notes"]["queues"]
+    else:
+        assert report["queues"] == [{"channel": "jobs", "group": "workers", "consumers": 1, "pending": 1, "lag": 1}]
+    assert report["memory"]["backend_bytes"] > 0
+
+
+# Holds "build" and two slots of semaphore "gpu" (of 3) while "bob" then "carol" wait for
+# "build", then runs `lockstep status` and prints its output.
+HOLDING = """
+import asyncio, subprocess, sys, lockstep
+async def main(url, ns):
+    def connect(member):
+        return lockstep.connect(url, namespace=ns, member=member)
+    async with connect("alice") as alice, connect("bob") as bob, connect("carol") as carol:
+        await alice.lock("build", ttl=30)
+        await alice.semaphore("gpu", 3, ttl=30)
+        await bob.semaphore("gpu", 3, ttl=30)
+        async def wait(coord):
+            await coord.lock("build", ttl=30, wait=30)
+        waiting = [asyncio.create_task(wait(bob))]
+        while len((await alice.leases())[0].waiters) < 1:
+            await asyncio.sleep(0.01)
+        waiting.append(asyncio.create_task(wait(carol)))
+        while len((await alice.leases())[0].waiters) < 2:
+            await asyncio.sleep(0.01)
+        status = await asyncio.create_subprocess_exec(sys.executable, "-m", "lockstep", "status", url, "--namespace", ns)
+        await status.wait()
+        for task in waiting:
+            task.cancel()
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("driver", ["file", "redis"])
+def test_status_lists_every_holder_and_the_queue_in_order(
+    driver: str, request: pytest.FixtureRequest, tmp_path: Path, namespace: str
+) -> None:
+    url = driver_url(driver, request, tmp_path)
+    done = subprocess.run([sys.executable, "-c", HOLDING, url, namespace], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "leases (2 resource(s), 3 held, 2 waiting)" in lines
+    build = next(line for line in lines if line.startswith("build "))
+    assert build.split()[:4] == ["build", "lock", "alice", "1"] and build.endswith("2: bob, carol")
+    gpu = lines.index(next(line for line in lines if line.startswith("gpu ")))
+    assert lines[gpu].split()[:5] == ["gpu", "semaphore", "2/3", "alice", "1"]
+    assert lines[gpu + 1].split()[:2] == ["bob", "2"]  # the second slot's holder, on its own row
 
 
 def test_status_watch_redraws_until_ctrl_c(setup: tuple[str, str]) -> None:

@@ -60,6 +60,20 @@ async def test_group_splits_work_and_acks(durable: lockstep.Coordinator, durable
             await w1.get(timeout=0.3)
 
 
+async def test_bulk_acks_say_which_or_how_many_were_pending(durable: lockstep.Coordinator) -> None:
+    await durable.publish_many("bulk", list(range(6)))
+    async with durable.consume("bulk", "workers", batch=6) as q:
+        batch = await q.get_batch(6, timeout=5)
+        deliveries = [d for d in batch if isinstance(d, Delivery)]
+        assert [d.message.data for d in deliveries] == list(range(6))
+        assert await q.ack_many(deliveries[:2]) == [True, True]
+        assert await q.ack_many(deliveries[1:3]) == [False, True], "per delivery: acked before, or not"
+        assert await q.ack_all(deliveries) == 3, "only the three still pending count"
+        assert await q.ack_all(deliveries) == 0
+        assert await q.ack_all([]) == 0 and await q.ack_many([]) == []
+        assert q.stats["acked"] == 6
+
+
 async def test_start_dollar_skips_the_backlog(durable: lockstep.Coordinator) -> None:
     await durable.publish("jobs", "old")
     async with durable.consume("jobs", "fresh", start="$") as q:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import lockstep
 import pytest
-from lockstep.ratelimit import Decision, RateLimiter
+from lockstep import Decision, RateLimiter
 
 ALGORITHMS = ["gcra", "sliding_window"]
 
@@ -155,6 +155,34 @@ async def test_try_acquire_nowait_decides_in_process_only_on_memory(coord: locks
         assert refused is not None and not refused.allowed
     else:
         assert got is None
+
+
+async def test_a_limit_above_1024_rounds_expiries_and_stays_exact(coord: lockstep.Coordinator) -> None:
+    """Above 1024 units a sliding window logs expiries rounded up to period / 1024 (entries
+    of one slot merged): still exactly the limit, and a unit counts at most one slot longer."""
+    limiter = coord.rate_limit("big", "1500/10s", algorithm="sliding_window")
+    got = [(await limiter.acquire("k", cost=100)).allowed for _ in range(16)]
+    assert got == [True] * 15 + [False]
+    assert not (await limiter.acquire("k")).allowed
+    peek = await limiter.peek("k")
+    assert not peek.allowed and peek.remaining == 0
+    assert 9.0 < peek.retry_after <= 10.0 + 10.0 / 1024 + 0.001, peek
+
+
+async def test_hit_nowait_is_the_same_decision_as_a_bool(coord: lockstep.Coordinator) -> None:
+    limiter = coord.rate_limit("hit", "2/10s", algorithm="sliding_window")
+    if coord.driver.name != "memory":
+        assert limiter.hit_nowait("k") is None, "only the store can decide: never a refusal"
+        assert (await limiter.peek("k")).remaining == 1, "and nothing was spent"
+        return
+    assert limiter.hit_nowait("k") is True
+    assert limiter.try_acquire_nowait("k", 1).remaining == 0  # type: ignore[union-attr]
+    assert limiter.hit_nowait("k") is False and not (await limiter.acquire("k")).allowed
+    assert limiter.hit_nowait("other", 2) is True
+    with pytest.raises(lockstep.InvalidInputError, match="cost 3"):
+        limiter.hit_nowait("k", 3)
+    with pytest.raises(lockstep.InvalidNameError):
+        limiter.hit_nowait("bad key")
 
 
 async def test_decision_reports_the_deciding_clock(coord: lockstep.Coordinator) -> None:

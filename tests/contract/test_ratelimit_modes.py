@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lockstep
 import pytest
-from lockstep.ratelimit import Decision
+from lockstep import Decision
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.redis_server import RedisServer
@@ -140,10 +140,11 @@ async def test_leased_units_are_spent_locally_and_handed_back(coord: lockstep.Co
     assert first.allowed and first.source == "lease"
     local = limiter.try_acquire_nowait("k")
     assert isinstance(local, Decision) and local.allowed and local.source == "lease" and local.remaining == 4
+    assert limiter.hit_nowait("k") is True, "the same leased units, as a bool"
     assert (await limiter.peek("k")).remaining == 3, "the store counts the whole block as spent"
     await limiter.close()
-    assert (await limiter.peek("k")).remaining == 7, "the 4 unspent units came back"
-    assert limiter.try_acquire_nowait("k") is None, "nothing held after close: a round trip is needed"
+    assert (await limiter.peek("k")).remaining == 6, "the 3 unspent units came back"
+    assert limiter.hit_nowait("k") is None and limiter.try_acquire_nowait("k") is None, "nothing held after close"
 
 
 async def test_gcra_leases_pace_locally(coord: lockstep.Coordinator) -> None:

@@ -133,13 +133,15 @@ def test_no_window_ever_holds_more_than_the_limit(algorithm: str, limit: int, st
         assert sum(c for t, c in admitted if start <= t < start + SECOND) <= limit
 
 
-def test_many_threads_share_one_table_exactly() -> None:
+@pytest.mark.parametrize("call", ["acquire", "hit"])
+def test_many_threads_share_one_table_exactly(call: str) -> None:
     table = _core.RateTable(rule("1000/hour", "sliding_window"))
     allowed = [0] * 8
+    decide = (lambda: table.acquire("k").allowed) if call == "acquire" else (lambda: table.hit("k"))
 
     def hammer(i: int) -> None:
         for _ in range(2_000):
-            if table.acquire("k").allowed:
+            if decide():
                 allowed[i] += 1
 
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(8)]
@@ -148,6 +150,27 @@ def test_many_threads_share_one_table_exactly() -> None:
     for t in threads:
         t.join()
     assert sum(allowed) == 1000
+
+
+def test_hit_is_acquire_without_the_decision() -> None:
+    """``hit`` spends exactly what ``acquire`` would: a table driven by hits and one driven
+    by acquires (on the same clock) stay in step, and both see the units spent."""
+    for algorithm in ("gcra", "sliding_window"):
+        by_hit, by_acquire = (_core.RateTable(rule("5/hour", algorithm, burst=3 if algorithm == "gcra" else None))
+                              for _ in range(2))  # fmt: skip
+        hits = [by_hit.hit("k", cost) for cost in (1, 2, 1, 1, 1)]
+        decisions = [by_acquire.acquire("k", cost).allowed for cost in (1, 2, 1, 1, 1)]
+        assert hits == decisions and True in hits and False in hits, (algorithm, hits)
+        assert by_hit.peek("k").remaining == by_acquire.peek("k").remaining
+        assert by_hit.hit() is True and by_hit.peek("default").remaining < by_hit.peek("fresh").remaining
+    table = _core.RateTable(rule("2/hour", "sliding_window"))
+    with pytest.raises(InvalidInputError, match="cost 3 is more than the limit"):
+        table.hit("k", 3)
+    with pytest.raises(InvalidInputError, match="cost"):
+        table.hit("k", 1.0)
+    with pytest.raises(InvalidNameError):
+        table.hit("bad key")
+    assert table.live_keys() == 0, "refused calls spent nothing"
 
 
 # -- stored states (the SQLite driver's path) -----------------------------------------------

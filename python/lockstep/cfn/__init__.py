@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from .api_keys import APIKeyRotator, KeyUsageStats, RotatorResult
 from .coordination import BlockingCoordinationManager, DependencyAnalyzer, ProductiveWaitResult, SprintCoordinator
+from .leases import ClaimResult, FileConflict, FileConflictDetector, TestLockCoordinator
 from .membership import LeakCheck, MemoryTracker, OrphanDetector, OrphanResult
 
 __all__ = [
     "APIKeyRotator",
     "BlockingCoordinationManager",
+    "ClaimResult",
     "DependencyAnalyzer",
+    "FileConflict",
+    "FileConflictDetector",
     "KeyUsageStats",
     "LeakCheck",
     "MemoryTracker",
@@ -20,4 +24,5 @@ __all__ = [
     "ProductiveWaitResult",
     "RotatorResult",
     "SprintCoordinator",
+    "TestLockCoordinator",
 ]

@@ -28,8 +28,8 @@ async def codec_round_trip(ctx: CheckContext) -> CheckResult:
     decoded = codec.decode_many("sprint:coordination", payloads)
     elapsed = time.perf_counter() - started
     broken = [m for m, item in zip(decoded, items, strict=True) if isinstance(m, Exception) or m.data != item]
-    seqs = [m.seq for m in decoded if not isinstance(m, Exception)]
-    in_order = seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    seqs = [m.seq for m in decoded if not isinstance(m, Exception) and m.seq is not None]
+    in_order = len(seqs) == MESSAGES and seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     speed = rate(MESSAGES, elapsed)
     return CheckResult(
         passed=not broken and in_order and speed >= CODEC_FLOOR,

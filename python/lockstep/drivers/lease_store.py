@@ -25,8 +25,10 @@ was lost is resolved by running it again, never by guessing:
 The rules for who is granted what are those of :class:`lockstep._core.LeaseTable`;
 the Redis Lua scripts follow the same ones (and hand a freed lock straight to a waiter
 for that one resource, see :mod:`.redis_leases`). Wake-ups: a waiter registers its token
-with :meth:`LeaseStore.register` *before* it first asks (so a release between its
-attempt and its wait is not missed), then sleeps in :meth:`LeaseStore.wait` until
+with :meth:`LeaseStore.register` after its first attempt found the resources busy (most
+acquires are granted at once and never register); a wake-up that came for it before
+that is kept by the store and handed over at registration, so a release between its
+attempt and its wait is not missed. It then sleeps in :meth:`LeaseStore.wait` until
 woken or until its timeout, whichever is first; each driver delivers wake-ups its own
 way and says how often a waiter must poll when no wake-up comes.
 """
@@ -47,17 +49,20 @@ __all__ = [
     "Grant",
     "HolderInfo",
     "LeaseStore",
+    "LeaseWaiter",
     "RenewItem",
     "RenewReply",
+    "ResourceLeases",
 ]
 
 #: Seconds a waiter's queue entry lives unless refreshed; waiters refresh it at least
 #: every QUEUE_TTL / 3 (their poll fallback), so only a dead one lets it expire. A lease
 #: handed over to a waiter by a release (Redis) first lives at most this long too.
 QUEUE_TTL = 3.0
+EARLY_WAKEUPS = 256  # wake-ups kept for tickets that register later (see LeaseStore.register)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made once per acquire, and frozen __init__ is slow
 class AcquireRequest:
     token: str
     owner: str  #: the member asking, named in conflicts
@@ -116,6 +121,28 @@ class HolderInfo:
     owner: str
     fence: int
     expires_in: float  #: seconds, on the backend's clock
+    token: str = ""  #: the lease's token (filled in by list_resources; holders() leaves it out)
+
+
+@dataclass(frozen=True)
+class LeaseWaiter:
+    """One entry of a resource's FIFO queue."""
+
+    owner: str  #: the member waiting
+    ticket: str  #: the waiting lease's token
+    expires_in: float  #: seconds until the entry lapses unless the waiter asks again
+
+
+@dataclass(frozen=True)
+class ResourceLeases:
+    """One resource that is held or waited for: ``coord.leases()`` lists these."""
+
+    kind: str  #: "lock", "sem" (semaphore), "port", "claim", ...
+    name: str
+    slots: int  #: 1 for a lock, N for a semaphore
+    fence: int  #: the last fence granted on it
+    holders: tuple[HolderInfo, ...]  #: live holders, oldest grant (lowest fence) first
+    waiters: tuple[LeaseWaiter, ...]  #: live queue entries, first in line first
 
 
 @dataclass
@@ -151,6 +178,8 @@ class LeaseStore(abc.ABC):
         #: sharing one memory space or one SQLite file never share a lock
         self.keys = keys
         self._slots: dict[str, _WakeSlot] = {}
+        #: wake-ups for tickets not registered (yet): ticket -> handed-over fence or None
+        self._early: dict[str, int | None] = {}
 
     def rid(self, kind: str, name: str) -> str:
         """The namespaced id of one resource, for drivers that keep leases in one table."""
@@ -162,6 +191,16 @@ class LeaseStore(abc.ABC):
 
         Namespaces cannot contain ``{``, so the first ``:{`` ends the prefix."""
         return rid.partition(":{")[2].removesuffix("}").partition(":")[2]
+
+    def rid_prefix(self) -> str:
+        """What every id made by :meth:`rid` in this namespace starts with."""
+        return f"{self.keys.prefix}{{"
+
+    @staticmethod
+    def split_rid(rid: str) -> tuple[str, str]:
+        """``(kind, name)`` of an id made by :meth:`rid`."""
+        kind, _, name = rid.partition(":{")[2].removesuffix("}").partition(":")
+        return kind, name
 
     # -- the operations ------------------------------------------------------------------
     @abc.abstractmethod
@@ -186,6 +225,23 @@ class LeaseStore(abc.ABC):
     @abc.abstractmethod
     async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]: ...
 
+    # -- inspection and retirement (lockstep status, epic clean-up) ----------------------
+    @abc.abstractmethod
+    async def list_resources(self, *, timeout: float) -> list[ResourceLeases]:
+        """Every resource of the namespace with a live holder or waiter, sorted by (kind, name).
+
+        Never a scan of the backend's keyspace: Redis keeps an index of the namespace's
+        busy resources (see ``lua/lease_common.lua``), the local drivers their tables."""
+
+    @abc.abstractmethod
+    async def purge(self, kind: str, name: str, *, timeout: float) -> bool:
+        """Forget an idle resource entirely: its fence counter, fenced values and index entry.
+
+        Refused (False, nothing changed) while anyone holds or waits for it; checked in the
+        same atomic step as the delete. Fences are otherwise permanent, so this is only for a
+        namespace being retired: a coordinator that saw the old fences and takes the resource
+        again finds the counter below them and reports the backend as gone backwards."""
+
     async def close(self) -> None:
         """Free what the store holds locally (subscriptions, lock files). Idempotent."""
         self.wake_all()
@@ -199,8 +255,17 @@ class LeaseStore(abc.ABC):
         return self.poll_max
 
     def register(self, token: str) -> None:
-        """Start catching wake-ups for ``token`` (call before its first attempt)."""
-        self._slots[token] = _WakeSlot(asyncio.get_running_loop())
+        """Start catching wake-ups for ``token``; one that came before is not lost."""
+        slot = self._slots[token] = _WakeSlot(asyncio.get_running_loop())
+        if token in self._early:
+            slot.handed_fence = self._early.pop(token)
+            slot.woken = True
+
+    def _keep_early(self, ticket: str, fence: int | None) -> None:
+        """A wake-up for a ticket not registered: a waiter registers after its first attempt."""
+        if len(self._early) >= EARLY_WAKEUPS:
+            self._early.pop(next(iter(self._early)), None)  # the oldest: long given up
+        self._early[ticket] = fence
 
     def unregister(self, token: str) -> None:
         self._slots.pop(token, None)
@@ -228,10 +293,12 @@ class LeaseStore(abc.ABC):
         ``fence``: the backend already granted the lease to the ticket (a hand-over).
         """
         slot = self._slots.get(ticket)
-        if slot is not None:
-            if fence is not None:
-                slot.handed_fence = fence
-            slot.wake()
+        if slot is None:
+            self._keep_early(ticket, fence)
+            return
+        if fence is not None:
+            slot.handed_fence = fence
+        slot.wake()
 
     def handed_over(self, token: str) -> int | None:
         """The fence of a lease handed over to ``token`` with a wake-up, once; else None."""
@@ -244,13 +311,42 @@ class LeaseStore(abc.ABC):
     def deliver_threadsafe(self, ticket: str) -> None:
         """Wake the waiter holding ``ticket`` from any thread."""
         slot = self._slots.get(ticket)
-        if slot is not None and not slot.loop.is_closed():
+        if slot is None:
+            self._keep_early(ticket, None)
+        elif not slot.loop.is_closed():
             slot.loop.call_soon_threadsafe(self.deliver, ticket)
 
     def wake_all(self) -> None:
         """Wake every waiter of this store (after a gap in wake-up delivery)."""
         for slot in list(self._slots.values()):
             slot.wake()
+
+
+def resource_leases(
+    kind: str,
+    name: str,
+    slots: int,
+    fence: int,
+    holders: Sequence[tuple[str, str, int, float]],
+    waiters: Sequence[tuple[str, str, float]],
+    now: float,
+) -> ResourceLeases | None:
+    """A listing record from a local driver's rows, or None when nobody holds or waits.
+
+    ``holders``: (token, owner, fence, expires_at); ``waiters``: (ticket, owner, expires_at),
+    in queue order; times on the driver's clock, like ``now``. Expired rows are left out."""
+    live = sorted((h for h in holders if h[3] > now), key=lambda h: h[2])
+    line = [w for w in waiters if w[2] > now]
+    if not live and not line:
+        return None
+    return ResourceLeases(
+        kind,
+        name,
+        slots,
+        fence,
+        tuple(HolderInfo(owner, f, expires_at - now, token) for token, owner, f, expires_at in live),
+        tuple(LeaseWaiter(owner, ticket, expires_at - now) for ticket, owner, expires_at in line),
+    )
 
 
 def resource_id(kind: str, name: str) -> str:

@@ -27,6 +27,8 @@ from .lease_store import (
     LeaseStore,
     RenewItem,
     RenewReply,
+    ResourceLeases,
+    resource_leases,
 )
 
 __all__ = ["MemoryLeaseStore"]
@@ -137,6 +139,33 @@ class MemoryLeaseStore(LeaseStore):
 
         return self._run(run)
 
+    # -- inspection and retirement ------------------------------------------------------
+    async def list_resources(self, *, timeout: float) -> list[ResourceLeases]:
+        prefix = self.rid_prefix()
+
+        def run(space: _SpaceLeases, now: float) -> list[ResourceLeases]:
+            found = []
+            for rid in space.table.resource_names():
+                if rid.startswith(prefix) and (record := _table_record(space.table, rid, now)) is not None:
+                    found.append(record)
+            return sorted(found, key=lambda r: (r.kind, r.name))
+
+        return self._run(run)
+
+    async def purge(self, kind: str, name: str, *, timeout: float) -> bool:
+        rid = self.rid(kind, name)
+
+        def run(space: _SpaceLeases, now: float) -> bool:
+            if space.table.holders(rid, now) or space.table.queue(rid, now):
+                return False
+            if space.table.dump(rid) is not None:
+                space.table.load(rid, 1, 0, [], [])  # the table keeps names; the fence starts over
+            for key in [k for k in space.values if k[0] == rid]:
+                del space.values[key]
+            return True
+
+        return self._run(run)
+
     async def close(self) -> None:
         """Free this coordinator's leases and queue entries: the in-process "crash" cleanup."""
         if self._space is not None:
@@ -144,3 +173,18 @@ class MemoryLeaseStore(LeaseStore):
             self._space.stores.pop(self.session, None)
             self._space = None
         await super().close()
+
+
+def _table_record(table: LeaseTable, rid: str, now: float) -> ResourceLeases | None:
+    """One resource of a LeaseTable as a listing record (None: nobody holds or waits)."""
+    state = table.dump(rid)
+    if state is None:
+        return None
+    slots, fence, holders, waiters = state
+    kind, name = LeaseStore.split_rid(rid)
+    return resource_leases(
+        kind, name, slots, fence,
+        [(token, owner, f, expires_at) for token, owner, _, f, expires_at in holders],
+        [(ticket, owner, expires_at) for ticket, owner, _, expires_at in waiters],
+        now,
+    )  # fmt: skip

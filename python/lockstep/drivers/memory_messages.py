@@ -28,6 +28,7 @@ from .message_store import (
     FlushState,
     Gap,
     GroupBatch,
+    GroupInfo,
     GroupReader,
     GroupSpec,
     Inbox,
@@ -382,6 +383,19 @@ class MemoryMessageStore(MessageStore):
                 log = self.space.logs.pop(self.wire(channel), None)
                 if log is not None and log.feeds:  # subscribers keep listening on a fresh log
                     self.space.log(self.wire(channel)).feeds.update(log.feeds)
+
+    async def groups(self, *, timeout: float) -> list[GroupInfo]:
+        prefix = self.wire("x").removesuffix("x}")  # "ls:NS:{stream:"
+        found = []
+        with self.space.lock:
+            for wire, log in self.space.logs.items():
+                if not wire.startswith(prefix):
+                    continue
+                for name, group in log.groups.items():
+                    consumers = len({entry[0] for entry in group.pending.values()})
+                    lag = len(log.after(group.last_id))
+                    found.append(GroupInfo(wire[len(prefix) : -1], name, consumers, len(group.pending), lag))
+        return sorted(found, key=lambda g: (g.channel, g.group))
 
     async def close(self) -> None:
         pass

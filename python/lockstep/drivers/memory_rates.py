@@ -54,6 +54,7 @@ class MemoryRateStore(RateStore):
         self.table = _shared_table(driver.space_name, keys.key("rate", name), name, rule)
         #: the decision itself, bound: no Python frame between the caller and Rust
         self.acquire_nowait = self.table.acquire  # type: ignore[method-assign]
+        self.hit_nowait = self.table.hit  # type: ignore[method-assign]
 
     def _check_open(self) -> None:
         self.driver._attached()  # BackendUnavailable once the driver is closed

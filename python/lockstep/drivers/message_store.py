@@ -43,6 +43,7 @@ __all__ = [
     "Gap",
     "GapReason",
     "GroupBatch",
+    "GroupInfo",
     "GroupReader",
     "GroupSpec",
     "Inbox",
@@ -92,7 +93,9 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True):
 class Retention:
     """How much of a channel's log a durable driver keeps. Entries still pending in a
     consumer group, or not yet read by one, are never removed by retention: the log
-    grows past ``max_len`` instead (see ``docs/runbook.md``)."""
+    grows past ``max_len`` instead (see ``docs/runbook.md``). Retention runs on publish,
+    every so many messages (the file driver: every max(500, max_len // 10), at most max_len), so a
+    log may run that far over ``max_len`` between runs."""
 
     max_len: int | None = 100_000  #: keep at most this many entries per channel
     max_age: float | None = None  #: drop entries older than this many seconds
@@ -228,6 +231,17 @@ class GroupBatch:
     dead_lettered: list[str]
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    """One consumer group of a channel, for ``lockstep status``."""
+
+    channel: str
+    group: str
+    consumers: int  #: consumers that ever read in the group (Redis counts until deleted)
+    pending: int  #: delivered to a consumer, not yet acknowledged
+    lag: int | None  #: entries in the log the group has not been given yet; None: unknown
+
+
 class GroupReader(abc.ABC):
     """One consumer in a group. ``read`` returns reclaimed idle entries first, then new ones."""
 
@@ -243,6 +257,10 @@ class GroupReader(abc.ABC):
     async def ack(self, ids: Sequence[str], *, timeout: float) -> list[bool]:
         """Acknowledge; per id, whether it was still pending (False: acked already, or
         dead-lettered)."""
+
+    async def ack_count(self, ids: Sequence[str], *, timeout: float) -> int:
+        """Acknowledge; how many were still pending, not which (Redis: one XACK for all)."""
+        return sum(await self.ack(ids, timeout=timeout))
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -277,6 +295,10 @@ class MessageStore(abc.ABC):
 
     async def purge(self, channels: Sequence[str], *, timeout: float) -> None:
         """Delete the channels' logs, groups and pending entries (nothing to do for pub/sub)."""
+
+    async def groups(self, *, timeout: float) -> list[GroupInfo]:
+        """Every consumer group of the namespace, by (channel, group); [] for pub/sub."""
+        return []
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -59,9 +59,9 @@ class Grant:
 
 
 def decision_from_row(row: Sequence[int]) -> Decision:
-    """``(allowed, retry_after_us, remaining, reset_after_us, now_us)`` from a script."""
-    allowed, retry_us, remaining, reset_us, now_us = (int(v) for v in row)
-    return Decision(bool(allowed), retry_us / 1e6, remaining, reset_us / 1e6, now_us / 1e6, "store")
+    """``(allowed, retry_after_us, remaining, reset_after_us, now_us)`` from a script (RESP integers)."""
+    allowed, retry_us, remaining, reset_us, now_us = row
+    return Decision(allowed == 1, retry_us / 1e6, remaining, reset_us / 1e6, now_us / 1e6, "store")
 
 
 class RateStore(abc.ABC):
@@ -87,6 +87,10 @@ class RateStore(abc.ABC):
 
     def acquire_nowait(self, key: str, cost: int) -> Decision:
         """Decide in-process (only when :attr:`local`)."""
+        raise NotImplementedError(f"{type(self).__name__} decides on the backend; use acquire()")
+
+    def hit_nowait(self, key: str, cost: int) -> bool:
+        """``acquire_nowait(key, cost).allowed`` without building the Decision (only when :attr:`local`)."""
         raise NotImplementedError(f"{type(self).__name__} decides on the backend; use acquire()")
 
     @abc.abstractmethod

@@ -29,11 +29,23 @@ from ..errors import BackendUnavailable, OutcomeUnknown, ProtocolError
 if TYPE_CHECKING:
     from .redis import RedisDriver
 
-__all__ = ["ConnectionLost", "Replies", "RespConnection", "SkipReplies", "send_or_unknown", "tls_context"]
+__all__ = [
+    "LOADING_PAUSE", "ConnectionLost", "Replies", "RespConnection", "SkipReplies", "is_loading", "send_or_unknown",
+    "tls_context",
+]
 
 Taker = Callable[[_core.ReplyReader], Any]
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux: the peer shut down its side
 INCOMPLETE: Any = object()  # a taker's "not all my replies are here yet"
+
+
+LOADING_PAUSE = 0.1  # s between tries while a restarted server loads its dataset
+
+
+def is_loading(reply: Any) -> bool:
+    """``-LOADING``: the server restarted and is still reading its AOF/RDB. Nothing ran,
+    and what a command would have said (a group, a stream's length) is not known yet."""
+    return isinstance(reply, _core.RespError) and reply.code == "LOADING"
 
 
 class ConnectionLost(ConnectionError):

@@ -19,8 +19,9 @@ attempt (same token) returns the same grant. Why PUBLISH rather than a list per 
 BLPOP ties up a connection per blocked waiter (50 waiting tasks: 50 connections) and a
 push to a list nobody pops lingers; a publish reaches the one subscriber at once and
 costs nothing when nobody listens. It is at-most-once, so it is never the only way to learn: the
-queue and the grant on the server stay the truth, the waiter subscribes before it first joins the
-queue, every waiter is woken after the subscriber reconnects, and waiters still poll
+queue and the grant on the server stay the truth, every waiter is woken once the subscriber
+is subscribed (the first time, after a waiter's first attempt joined the queue, and after each
+reconnect), and waiters still poll
 (at most every second, which also refreshes their queue entry) and wake up when the
 server said a holder or a waiter ahead expires.
 
@@ -52,6 +53,7 @@ from .lease_store import (
     LeaseStore,
     RenewItem,
     RenewReply,
+    ResourceLeases,
 )
 from .redis_lease_conn import PipelinedConnection, WakeSubscriber
 
@@ -67,11 +69,17 @@ KEY_CACHE_SIZE = 4096  # resources whose key lists are kept
 
 
 class _Script:
-    """One lease script: the shared prelude plus its body; EVALSHA, EVAL on NOSCRIPT."""
+    """One lease script: the shared prelude plus its body; EVALSHA, EVAL on NOSCRIPT.
+
+    A script's fast path (``<name>_fast.lua``, if any) goes inside the prelude, at its
+    ``@fast-paths`` mark: after the few helpers it needs, before the others are made."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.source = (LUA / "lease_common.lua").read_text() + "\n" + (LUA / f"{name}.lua").read_text()
+        head, mark, helpers = (LUA / "lease_common.lua").read_text().partition("-- @fast-paths")
+        fast = LUA / f"{name}_fast.lua"
+        fast_path = fast.read_text() + "\n" if fast.exists() else ""
+        self.source = head + fast_path + mark + helpers + "\n" + (LUA / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def run(self, conn: PipelinedConnection, keys: Sequence[str], args: Sequence[Any], *, timeout: float) -> Any:
@@ -95,6 +103,9 @@ def script(name: str) -> _Script:
     return found
 
 
+_ACQUIRE, _RELEASE = script("lease_acquire"), script("lease_release")  # the hot path's two
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -106,9 +117,11 @@ class RedisLeaseStore(LeaseStore):
         self.keys = keys
         self.epoch = driver.run_id
         self.channel_prefix = keys.meta("wake", "")
+        self.index_key = keys.meta("leases")  #: the namespace's busy resources (lua/lease_common.lua)
         self._conn = PipelinedConnection(driver)
         self._subscriber = WakeSubscriber(driver, self.channel_prefix + session, self._on_message, self.wake_all)
         self._key_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._indexed_cache: dict[tuple[str, ...], list[str]] = {}
 
     def _keys(self, kind: str, names: Sequence[str]) -> list[str]:
         cache_key = (kind, tuple(names))
@@ -119,15 +132,26 @@ class RedisLeaseStore(LeaseStore):
             found = self._key_cache[cache_key] = [self.keys.key(kind, n, part) for n in names for part in PARTS]
         return found
 
+    def _indexed_keys(self, kind: str, names: Sequence[str]) -> list[str]:
+        """:meth:`_keys` and the index last, as the scripts that change holders take them."""
+        cache_key = (kind, *names)
+        found = self._indexed_cache.get(cache_key)
+        if found is None:
+            if len(self._indexed_cache) >= KEY_CACHE_SIZE:
+                self._indexed_cache.clear()
+            found = self._indexed_cache[cache_key] = [*self._keys(kind, names), self.index_key]
+        return found
+
     # -- operations --------------------------------------------------------------------
     async def acquire(self, req: AcquireRequest, *, timeout: float) -> Grant | Busy:
         floors = req.floors or (0,) * len(req.names)
         args = [req.token, req.owner, req.slots, _millis(req.ttl), _millis(req.queue_ttl or 0), *floors]
-        reply = await script("lease_acquire").run(self._conn, self._keys(req.kind, req.names), args, timeout=timeout)
+        keys = self._indexed_keys(req.kind, req.names)
+        reply = await _ACQUIRE.run(self._conn, keys, args, timeout=timeout)
         try:
             if reply[0] == 1:
                 fences = tuple(int(f) for f in reply[1])
-                return Grant(fences, tuple(req.names[int(i)] for i in reply[2]))
+                return Grant(fences, tuple(req.names[int(i)] for i in reply[2]) if reply[2] else ())
             blockers = tuple(
                 Blocked(req.names[int(i)], tuple(map(_text, holders)), tuple(map(_text, waiting)))
                 for i, holders, waiting in reply[1]
@@ -143,19 +167,20 @@ class RedisLeaseStore(LeaseStore):
         for item in items:
             keys += self._keys(item.kind, item.names)
             args += [item.token, _millis(item.ttl), len(item.names)]
+        keys.append(self.index_key)
         reply = await script("lease_renew").run(self._conn, keys, args, timeout=timeout)
         held = [int(ok) == 1 for ok in reply[0]]
         return RenewReply(held, _text(reply[1]) if reply[1] else None)
 
     async def release(self, token: str, kind: str, names: Sequence[str], *, timeout: float) -> bool:
-        args = [token, self.channel_prefix]
-        reply = await script("lease_release").run(self._conn, self._keys(kind, names), args, timeout=timeout)
+        keys = self._indexed_keys(kind, names)
+        reply = await _RELEASE.run(self._conn, keys, (token, self.channel_prefix), timeout=timeout)
         return int(reply) == 1
 
     async def fenced_set(
         self, token: str, kind: str, name: str, fence: int, key: str, value: bytes, *, timeout: float
     ) -> bool:
-        keys = [*self._keys(kind, [name]), self.keys.key(kind, name, "value", key)]
+        keys = [*self._keys(kind, [name]), self.keys.key(kind, name, "value", key), self.keys.key(kind, name, "values")]
         reply = await script("lease_fenced_set").run(self._conn, keys, [token, fence, value], timeout=timeout)
         return int(reply) == 1
 
@@ -165,6 +190,16 @@ class RedisLeaseStore(LeaseStore):
     async def holders(self, kind: str, name: str, *, timeout: float) -> list[HolderInfo]:
         reply = await script("lease_holders").run(self._conn, self._keys(kind, [name]), [], timeout=timeout)
         return [HolderInfo(_text(owner), int(fence), int(ms) / 1000) for owner, fence, ms in reply]
+
+    # -- inspection and retirement (see .redis_lease_listing) ----------------------------
+    async def list_resources(self, *, timeout: float) -> list[ResourceLeases]:
+        from .redis_lease_listing import list_resources
+
+        return await list_resources(self, timeout=timeout)
+
+    async def purge(self, kind: str, name: str, *, timeout: float) -> bool:
+        keys = [*self._keys(kind, [name]), self.keys.key(kind, name, "values"), self.index_key]
+        return int(await script("lease_purge").run(self._conn, keys, [], timeout=timeout)) == 1
 
     # -- wake-ups: one subscriber connection per coordinator ---------------------------
     async def prepare_wait(self, *, timeout: float) -> None:

@@ -17,13 +17,19 @@ reply can never be matched to another call (the calls in flight with it get
 OutcomeUnknown too); the next call reconnects. ``NOSCRIPT`` (the script cache was
 flushed, or the server restarted) provably ran nothing, so the script is loaded and
 the call made once more. ``peek`` runs under ``EVALSHA_RO`` and is idempotent.
+
+Per call the Python side is kept to one write and one future: the acquire command is
+packed once per (key, cost), the deadlines of a store's calls share one timer
+(:class:`Deadlines`), and the connection is polled for a server-side close only after
+a quiet spell (``QUIET``): between back-to-back calls the loop has just read from it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
-import select
+import math
 import weakref
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -38,7 +44,7 @@ from ..errors import (
     Timeout,
 )
 from .rate_store import Grant, RateStore, decision_from_row
-from .redis_connection import ConnectionLost, Replies, RespConnection
+from .redis_connection import ConnectionLost, Replies
 from .redis_pubsub import SharedConnection
 
 if TYPE_CHECKING:
@@ -58,7 +64,8 @@ _SCRIPTS = {"gcra": _script("rate_gcra.lua"), "sliding_window": _script("rate_wi
 _CONNECTIONS: weakref.WeakKeyDictionary[RedisDriver, SharedConnection] = weakref.WeakKeyDictionary()
 
 
-_POLLRDHUP = getattr(select, "POLLRDHUP", 0)  # Linux: the peer shut down its side
+#: a connection this long without a call of ours is polled for a close before a send
+QUIET = 0.001
 
 
 def _expire(future: asyncio.Future[Any]) -> None:
@@ -66,17 +73,51 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(TimeoutError())
 
 
-def _peer_gone(conn: RespConnection) -> bool:
-    """Whether the server closed or reset the connection, though the loop has not seen it yet."""
-    transport = conn.transport
-    if conn.closed or transport is None or transport.is_closing():
-        return True
-    sock = transport.get_extra_info("socket")
-    if sock is None or sock.fileno() < 0:
-        return sock is not None
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | _POLLRDHUP)
-    return any(events & (select.POLLHUP | select.POLLERR | _POLLRDHUP) for _, events in poller.poll(0))
+class Deadlines:
+    """The deadlines of one store's calls in flight, enforced by one timer.
+
+    A timer per call (``call_at`` and ``cancel``) costs more CPU than the rest of a call's
+    Python work: the loop's heap of handles compares them in Python. Here calls are queued
+    in send order; their replies arrive in that order too, so finished calls are dropped
+    from the front as new ones come, and the one timer is re-armed only for a deadline
+    earlier than the one it waits for. When it fires it fails (``TimeoutError``) every call
+    past its deadline, exactly as a timer of its own would have.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: collections.deque[tuple[float, asyncio.Future[Any]]] = collections.deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = math.inf
+
+    def watch(self, give_up: float, future: asyncio.Future[Any]) -> None:
+        calls = self.calls
+        while calls and calls[0][1].done():
+            calls.popleft()
+        calls.append((give_up, future))
+        if give_up < self.armed_for:
+            self._arm(give_up)
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._fire)
+        self.armed_for = when
+
+    def _fire(self) -> None:
+        self.timer, self.armed_for = None, math.inf
+        now = self.loop.time()
+        live: collections.deque[tuple[float, asyncio.Future[Any]]] = collections.deque()
+        for give_up, future in self.calls:
+            if future.done():
+                continue
+            if give_up <= now:
+                _expire(future)
+            else:
+                live.append((give_up, future))
+        self.calls = live
+        if live:
+            self._arm(min(give_up for give_up, _ in live))
 
 
 def _describe_fingerprint(fingerprint: str) -> str:
@@ -98,6 +139,10 @@ class RedisRateStore(RateStore):
             self._params: tuple[Any, ...] = (rule.fingerprint, rule.emission_us, rule.burst)
         else:
             self._params = (rule.fingerprint, rule.limit, rule.period_us, rule.granularity_us)
+        #: (key, cost) -> its packed EVALSHA acquire: the hot path packs each command once
+        self._acquires: dict[tuple[str, int], bytes] = {}
+        self._deadlines: Deadlines | None = None
+        self._sent_at = -math.inf  # loop time of this store's last send
 
     @staticmethod
     async def close_shared(driver: RedisDriver) -> None:
@@ -113,27 +158,33 @@ class RedisRateStore(RateStore):
     async def _send(self, op: str, packed: bytes, *, give_up: float, idempotent: bool) -> Any:
         """One command on the script connection; its reply (a RespError for an error reply)."""
         loop = asyncio.get_running_loop()
-        what = f"{self.driver.name}: rate-limit {op}"
         if getattr(self.driver, "_pool", None) is None:
-            raise BackendUnavailable(f"{what} was not sent: the driver is closed; it did not run")
+            raise BackendUnavailable(f"{self.driver.name}: rate-limit {op} was not sent: the driver is closed; it did not run")
         shared = _CONNECTIONS.get(self.driver)
         if shared is None:
             shared = _CONNECTIONS.setdefault(self.driver, SharedConnection(self.driver, "rate limits"))
         conn = shared.conn
+        now = loop.time()
         if conn is None or conn.closed:
-            conn = await shared.get(max(0.001, give_up - loop.time()))  # BackendUnavailable: nothing sent
-        elif _peer_gone(conn):
-            conn.close()  # e.g. Redis restarted: reconnect rather than send into a dead socket
-            conn = await shared.get(max(0.001, give_up - loop.time()))
+            conn = await shared.get(max(0.001, give_up - now))  # BackendUnavailable: nothing sent
+        elif now - self._sent_at > QUIET and conn.peer_closed():
+            # e.g. Redis restarted while we were quiet: reconnect rather than send into a dead
+            # socket. Skipped between back-to-back calls (the loop saw the last reply < QUIET ago).
+            conn.close()
+            conn = await shared.get(max(0.001, give_up - now))
         try:
             future = conn.request(packed, Replies(1))
         except ConnectionLost as exc:
-            raise BackendUnavailable(f"{what} was not sent: {exc}; it did not run") from None
-        # A bare timer is cheaper than asyncio.timeout() on this path; it fails only this future.
-        timer = loop.call_at(give_up, _expire, future)
+            raise BackendUnavailable(f"{self.driver.name}: rate-limit {op} was not sent: {exc}; it did not run") from None
+        self._sent_at = now
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = Deadlines(loop)
+        deadlines.watch(give_up, future)
         try:
             return (await future)[0]
         except TimeoutError:
+            what = f"{self.driver.name}: rate-limit {op}"
             conn.close(TimeoutError(f"{what} got no reply in time"))  # never match a late reply
             if idempotent:
                 raise Timeout(f"{what} did not finish by its deadline") from None
@@ -141,38 +192,52 @@ class RedisRateStore(RateStore):
                 f"{what} was sent but no reply came by its deadline; it may or may not have taken effect"
             ) from None
         except ConnectionLost as exc:
+            what = f"{self.driver.name}: rate-limit {op}"
             if idempotent:
                 raise BackendUnavailable(f"{what} failed: {exc}") from None
             raise OutcomeUnknown(f"{what} was sent but the connection was lost ({exc}); it may or may not have "
                                  "taken effect") from None  # fmt: skip
-        finally:
-            timer.cancel()
+
+    def _pack(self, op: str, key: str, *args: int, read_only: bool = False) -> bytes:
+        keys = self._keys(key)
+        return pack_command("EVALSHA_RO" if read_only else "EVALSHA", self._sha, len(keys), *keys, op, *self._params, *args)
 
     async def _eval(self, op: str, key: str, *args: int, timeout: float, read_only: bool = False) -> Any:
-        keys = self._keys(key)
+        return await self._call(op, self._pack(op, key, *args, read_only=read_only), timeout=timeout, read_only=read_only)
+
+    async def _call(self, op: str, packed: bytes, *, timeout: float, read_only: bool = False) -> Any:
+        """Run one packed EVALSHA; a flushed script cache (NOSCRIPT: nothing ran) is refilled once."""
         give_up = asyncio.get_running_loop().time() + timeout
-        command = "EVALSHA_RO" if read_only else "EVALSHA"
-        packed = pack_command(command, self._sha, len(keys), *keys, op, *self._params, *args)
         reply = await self._send(op, packed, give_up=give_up, idempotent=read_only)
-        if isinstance(reply, RespError) and reply.code == "NOSCRIPT":  # nothing ran: load it, once more
-            loaded = await self._send("script load", pack_command("SCRIPT", "LOAD", self._text), give_up=give_up, idempotent=True)
-            if isinstance(loaded, RespError):
-                raise BackendError(f"{self.driver.name}: loading the rate-limit script failed: {loaded}")
-            reply = await self._send(op, packed, give_up=give_up, idempotent=read_only)
-        if isinstance(reply, RespError):
-            if reply.code == "LOCKSTEP_CONFIG":
-                theirs = _describe_fingerprint(reply.message.removeprefix("LOCKSTEP_CONFIG ").strip())
-                raise ConfigError(
-                    f"rate limit {self.name!r} is in use as {theirs}, but this limiter says "
-                    f"{self.rule.describe()}; every user of a name must give it the same rate, burst and "
-                    "algorithm (or reset it first)"
-                )
-            raise BackendError(f"{self.driver.name}: rate-limit {op} failed at {self.driver.address.where}: {reply}")
+        if reply.__class__ is RespError:
+            if reply.code == "NOSCRIPT":  # nothing ran: load it, once more
+                load = pack_command("SCRIPT", "LOAD", self._text)
+                loaded = await self._send("script load", load, give_up=give_up, idempotent=True)
+                if isinstance(loaded, RespError):
+                    raise BackendError(f"{self.driver.name}: loading the rate-limit script failed: {loaded}")
+                reply = await self._send(op, packed, give_up=give_up, idempotent=read_only)
+            if isinstance(reply, RespError):
+                self._raise_for(op, reply)
         return reply
 
+    def _raise_for(self, op: str, reply: RespError) -> None:
+        if reply.code == "LOCKSTEP_CONFIG":
+            theirs = _describe_fingerprint(reply.message.removeprefix("LOCKSTEP_CONFIG ").strip())
+            raise ConfigError(
+                f"rate limit {self.name!r} is in use as {theirs}, but this limiter says "
+                f"{self.rule.describe()}; every user of a name must give it the same rate, burst and "
+                "algorithm (or reset it first)"
+            )
+        raise BackendError(f"{self.driver.name}: rate-limit {op} failed at {self.driver.address.where}: {reply}")
+
     async def acquire(self, key: str, cost: int, *, timeout: float) -> Decision:
-        cost = self.rule.check_cost(cost)
-        return decision_from_row(await self._eval("acquire", key, cost, timeout=timeout))
+        packed = self._acquires.get((key, cost)) if cost.__class__ is int else None
+        if packed is None:
+            packed = self._pack("acquire", key, self.rule.check_cost(cost))
+            if len(self._acquires) >= 1024:  # bounded: many one-off keys only cost a repack
+                self._acquires.clear()
+            self._acquires[key, cost] = packed
+        return decision_from_row(await self._call("acquire", packed, timeout=timeout))
 
     async def peek(self, key: str, *, timeout: float) -> Decision:
         return decision_from_row(await self._eval("peek", key, 1, timeout=timeout, read_only=True))

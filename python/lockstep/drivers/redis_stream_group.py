@@ -24,7 +24,14 @@ from .. import _core
 from .._core import MessageDecoder
 from ..errors import BackendError, BackendUnavailable, LockstepError, Timeout
 from .message_store import Gap, GroupBatch, GroupReader, GroupSpec
-from .redis_connection import INCOMPLETE, ConnectionLost, Replies, RespConnection
+from .redis_connection import (
+    INCOMPLETE,
+    LOADING_PAUSE,
+    ConnectionLost,
+    Replies,
+    RespConnection,
+    is_loading,
+)
 
 if TYPE_CHECKING:
     from .redis_streams_messages import RedisStreamsStore
@@ -32,6 +39,16 @@ if TYPE_CHECKING:
 __all__ = ["StreamGroupReader"]
 
 BACKOFF, BACKOFF_CAP = 0.05, 0.5  # s
+
+
+class ServerLoading(Exception):
+    """The server answered ``-LOADING`` (see ``is_loading``): the read is tried again
+    shortly, as a consumer must come back by itself after a restart."""
+
+
+def refuse_loading(reply: _core.RespError) -> None:
+    if is_loading(reply):
+        raise ServerLoading(str(reply))
 
 
 def deleted_gap(spec: GroupSpec, ids: Sequence[str]) -> Gap:
@@ -87,11 +104,16 @@ class StreamGroupReader(GroupReader):
                 delay = min(BACKOFF_CAP, max(BACKOFF, delay * 2))
 
     async def _create(self, conn: RespConnection, start: str) -> bool:
-        """Create the group; False if it existed."""
-        (reply,) = await conn.call([("XGROUP", "CREATE", self.key, self.spec.group, start, "MKSTREAM")])
+        """Create the group; False if it existed. The channel goes in the namespace's index of
+        channels with groups, which ``lockstep status`` reads (see RedisStreamsStore.groups)."""
+        reply, _ = await conn.call(
+            [("XGROUP", "CREATE", self.key, self.spec.group, start, "MKSTREAM"),
+             ("SADD", self.store.groups_key, self.spec.channel)]
+        )  # fmt: skip
         if isinstance(reply, _core.RespError):
             if reply.code == "BUSYGROUP":
                 return False
+            refuse_loading(reply)
             raise BackendError(f"{self._where}: XGROUP CREATE failed: {reply}")
         return True
 
@@ -102,6 +124,8 @@ class StreamGroupReader(GroupReader):
                 await self._create(conn, self.spec.start)
         except TimeoutError:
             raise Timeout(f"{self._where}: creating the group did not finish within {timeout:g} s") from None
+        except ServerLoading as e:
+            raise BackendUnavailable(f"{self._where}: the server is still loading its dataset ({e})") from None
         return []
 
     async def _heal(self, conn: RespConnection) -> Gap:
@@ -122,6 +146,7 @@ class StreamGroupReader(GroupReader):
         )
         reply = await conn.request(command, self._take_claim)
         if isinstance(reply, _core.RespError):
+            refuse_loading(reply)
             if reply.code == "NOGROUP" or "NOGROUP" in reply.message:
                 batch.gaps.append(await self._heal(conn))
                 return
@@ -150,6 +175,7 @@ class StreamGroupReader(GroupReader):
         command += ["STREAMS", self.key, ">"]
         reply = await conn.request(_core.pack_command(*command), self._take_read)
         if isinstance(reply, _core.RespError):
+            refuse_loading(reply)
             if reply.code == "NOGROUP":
                 batch.gaps.append(await self._heal(conn))
                 return
@@ -180,24 +206,41 @@ class StreamGroupReader(GroupReader):
             # A read whose reply is lost leaves its entries pending for this consumer: they
             # are reclaimed after `idle`, with a higher delivery count. Nothing is skipped.
             conn.close()
+        except ServerLoading:
+            # Just restarted: the caller reads again (within its own deadline) after a pause.
+            await asyncio.sleep(min(LOADING_PAUSE, max(deadline - time.monotonic(), 0.0)))
         return batch
 
     async def ack(self, ids: Sequence[str], *, timeout: float) -> list[bool]:
         if not ids:
             return []
-        conn = await self.store.commands.get(timeout)
         buffer = _core.pack_each(("XACK", self.key, self.spec.group), list(ids))
+        replies = await self._acks(buffer, len(ids), timeout)
+        return [reply == 1 for reply in replies]
+
+    async def ack_count(self, ids: Sequence[str], *, timeout: float) -> int:
+        if not ids:
+            return 0
+        (reply,) = await self._acks(_core.pack_command("XACK", self.key, self.spec.group, *ids), 1, timeout)
+        return int(reply)
+
+    async def _acks(self, buffer: bytes, count: int, timeout: float) -> list[Any]:
+        """Send ``count`` XACK commands; their integer replies."""
+        conn = await self.store.commands.get(timeout)
         try:
             async with asyncio.timeout(timeout):
-                replies = await conn.request(buffer, Replies(len(ids)))
+                replies: list[Any] = await conn.request(buffer, Replies(count))
         except TimeoutError:
             raise Timeout(f"{self._where}: ack not confirmed within {timeout:g} s; acking again is safe") from None
         except ConnectionLost as e:
             raise BackendUnavailable(f"{self._where}: ack not confirmed ({e}); acking again is safe") from None
         for reply in replies:
             if isinstance(reply, _core.RespError):
+                if is_loading(reply):  # just restarted: nothing ran
+                    raise BackendUnavailable(f"{self._where}: ack refused while the server loads ({reply}); "
+                                             "acking again is safe")
                 raise BackendError(f"{self._where}: XACK failed: {reply}")
-        return [reply == 1 for reply in replies]
+        return replies
 
     async def close(self) -> None:
         self.closed = True

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _core
 from .._core import MessageDecoder
-from ..errors import BackendError, InvalidInputError, LockstepError
+from ..errors import BackendError, BackendUnavailable, InvalidInputError, LockstepError
 from ..keys import Keyspace
 from .message_store import (
     Feed,
     FlushState,
     Gap,
+    GroupInfo,
     GroupReader,
     GroupSpec,
     Inbox,
@@ -44,8 +45,10 @@ from .message_store import (
 )
 from .redis_connection import (
     INCOMPLETE,
+    LOADING_PAUSE,
     ConnectionLost,
     RespConnection,
+    is_loading,
     send_or_unknown,
 )
 from .redis_info import parse_info
@@ -111,6 +114,8 @@ class RedisStreamsStore(MessageStore):
         self.driver = driver
         self.keys = keys
         self.commands = SharedConnection(driver, "streams")
+        #: channels that have consumer groups: a set, so status lists them without a scan
+        self.groups_key = keys.meta("groups")
         self._since_trim: dict[str, int] = {}
         self._trim = script("stream_trim")
         self._claim = script("stream_claim")
@@ -188,9 +193,28 @@ class RedisStreamsStore(MessageStore):
         keys = [k for c in channels for k in (self.wire(c), trimmed_key(self.wire(c)))]
         conn = await self.commands.get(timeout)
         async with asyncio.timeout(timeout):
-            (reply,) = await conn.call([("DEL", *keys)])
+            reply, _ = await conn.call([("DEL", *keys), ("SREM", self.groups_key, *channels)])
         if isinstance(reply, _core.RespError):
             raise BackendError(f"{self.driver.name}: purging {', '.join(channels)} failed: {reply}")
+
+    async def groups(self, *, timeout: float) -> list[GroupInfo]:
+        conn = await self.commands.get(timeout)
+        async with asyncio.timeout(timeout):
+            (members,) = await conn.call([("SMEMBERS", self.groups_key)])
+            channels = sorted(text(m) for m in members) if isinstance(members, list) else []
+            replies = await conn.call([("XINFO", "GROUPS", self.wire(c)) for c in channels]) if channels else []
+            gone = [c for c, reply in zip(channels, replies, strict=True) if isinstance(reply, _core.RespError)]
+            if gone:  # the stream was deleted (or expired with its groups): out of the index
+                await conn.call([("SREM", self.groups_key, *gone)])
+        found = []
+        for channel, reply in zip(channels, replies, strict=True):
+            for fields in map(info_fields, reply if isinstance(reply, list) else []):
+                lag = fields.get("lag")
+                found.append(
+                    GroupInfo(channel, text(fields.get("name", "")), int(fields.get("consumers", 0)),
+                              int(fields.get("pending", 0)), None if lag is None else int(lag))
+                )  # fmt: skip
+        return found
 
     async def close(self) -> None:
         self.commands.close()
@@ -252,6 +276,9 @@ class StreamFeed(Feed):
         except BaseException:
             conn.close()
             raise
+        if any(map(is_loading, replies)):  # the streams' state is not known yet: not "lost"
+            conn.close()
+            raise BackendUnavailable(f"{self.store.driver.name}: the server is still loading its dataset")
         info = replies[0]
         run_id = None if isinstance(info, _core.RespError) else parse_info(info).get("run_id")
         restarted = self.run_id is not None and run_id is not None and run_id != self.run_id
@@ -319,6 +346,10 @@ class StreamFeed(Feed):
                 command: list[str | int] = ["XREAD", "COUNT", count, "BLOCK", READ_BLOCK_MS, "STREAMS", *wires]
                 command += [self.positions[w] for w in wires]
                 result = await conn.request(_core.pack_command(*command), self._take)
+                if is_loading(result):  # restarted: reopen (and re-check) once it has loaded
+                    conn.close()
+                    await asyncio.sleep(LOADING_PAUSE)
+                    continue
                 if isinstance(result, _core.RespError):
                     self.inbox.failed(BackendError(f"{self.store.driver.name}: XREAD failed: {result}"))
                     return

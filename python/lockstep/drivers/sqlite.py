@@ -243,8 +243,13 @@ class SqliteDriver(Driver):
 
         return SqliteSignalStore(self)
 
-    async def _run(self, op: str, job: Job[T], *, timeout: float, write: bool) -> T:
-        """Run ``job(conn, now)`` on the worker thread within ``timeout``; writes in one transaction."""
+    async def _run(
+        self, op: str, job: Job[T], *, timeout: float, write: bool, precheck: Job[T | None] | None = None
+    ) -> T:
+        """Run ``job(conn, now)`` on the worker thread within ``timeout``; writes in one transaction.
+        A write's ``precheck(conn, now)`` runs first on the thread, outside the transaction; a
+        result other than None is returned as is, without taking the write lock (rate limits:
+        a refusal reads, an admission writes, in one turn of the thread)."""
         thread = self._thread
         if thread is None:
             raise BackendUnavailable(f"file: {op}: the driver for {self.path} is not connected")
@@ -257,6 +262,8 @@ class SqliteDriver(Driver):
             now = time.time()
             if not write:
                 return job(conn, now)
+            if precheck is not None and (early := precheck(conn, now)) is not None:
+                return early
             conn.execute("BEGIN IMMEDIATE")
             try:
                 tables.purge_expired(conn, now)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._core import MessageDecoder
-from ..errors import OutcomeUnknown, Timeout
+from ..errors import LockstepError, OutcomeUnknown, Timeout
 from .message_store import Gap, GroupBatch, GroupReader, GroupSpec
 from .sqlite_messages import append, dead_meta, last_id
 
@@ -29,6 +29,16 @@ __all__ = ["SqliteGroupReader"]
 
 Conn = sqlite3.Connection
 Taken = tuple[list[tuple[int, bytes, int]], list[int], list[str], bool, float | None]
+
+
+def ran_out_of_time(exc: LockstepError) -> bool:
+    """Whether a failed call only hit its deadline (a Timeout, or an OutcomeUnknown from the
+    deadline or the interrupt at it), rather than a lasting fault such as an I/O error."""
+    cause = exc.__cause__
+    interrupted = isinstance(cause, sqlite3.OperationalError) and (
+        (getattr(cause, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_INTERRUPT
+    )
+    return isinstance(exc, Timeout) or isinstance(cause, TimeoutError) or interrupted
 
 
 class SqliteGroupReader(GroupReader):
@@ -51,8 +61,13 @@ class SqliteGroupReader(GroupReader):
         await self.store.run("create group", job, timeout=timeout, write=True)
         return []
 
-    def _take(self, conn: Conn, now: float) -> Taken:
+    def _take(self, conn: Conn, started: float) -> Taken:
         """On the thread, in one transaction: reclaim, dead-letter, read new."""
+        # The clock is read here, with the write lock held, not at ``started`` (before
+        # BEGIN IMMEDIATE waited up to busy_timeout for the lock): a stale stamp made
+        # fresh deliveries look idle early, so they went to a second consumer while the
+        # first was still working on them.
+        now = time.time()
         spec = self.spec
         key = (self.wire, spec.group)
         lost = False
@@ -125,8 +140,17 @@ class SqliteGroupReader(GroupReader):
         deadline = time.monotonic() + wait
         while True:
             seen = doorbell.current()
-            anything, next_idle = await self.store.read("consume check", self._anything, timeout=timeout)
-            if not anything:
+            try:
+                anything, next_idle = await self.store.read("consume check", self._anything, timeout=timeout)
+                taken = await self.store.run("consume", self._take, timeout=timeout, write=True) if anything else None
+            except (Timeout, OutcomeUnknown) as e:
+                if not ran_out_of_time(e):
+                    raise  # a disk error, say: retrying at once would only spin
+                # The file stayed locked past the deadline, or the read's commit is unknown:
+                # what it took (if anything) is pending for this consumer and comes back to
+                # some consumer after `idle`. Nothing is skipped; the caller simply reads again.
+                return GroupBatch([], [], [], [], [])
+            if taken is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return GroupBatch([], [], [], [], [])
@@ -134,9 +158,7 @@ class SqliteGroupReader(GroupReader):
                     left = min(left, max(next_idle - time.time(), 0.001))
                 await doorbell.changed(seen, left)
                 continue
-            rows, deleted, dead, lost, next_idle = await self.store.run(
-                "consume", self._take, timeout=timeout, write=True
-            )
+            rows, deleted, dead, lost, next_idle = taken
             batch = GroupBatch([], [], [], [], dead)
             if lost:
                 batch.gaps.append(Gap(

@@ -15,7 +15,7 @@ read (entries pending, redelivered after ``idle``) or not read at all.
 Subscribers and consumers in other processes notice commits through the WAL-index
 header (:mod:`.sqlite_doorbell`) within a millisecond or so, then read what is new.
 
-Retention (per channel, on publish, every ``TRIM_EVERY`` messages): entries beyond
+Retention (per channel, on publish, every ``trim_every(retention)`` messages): entries beyond
 ``max_len`` or older than ``max_age`` are deleted, but never one a consumer group still
 has pending or has not read yet; ``trimmed_through`` lets a subscriber that was passed
 report a Gap. Dead letters are entries of the dead-letter channel with
@@ -39,6 +39,7 @@ from .message_store import (
     Feed,
     FlushState,
     Gap,
+    GroupInfo,
     GroupReader,
     GroupSpec,
     Inbox,
@@ -89,10 +90,25 @@ def append(conn: Conn, channel: str, payloads: Sequence[bytes], now: float, meta
     )
 
 
+def trim_every(retention: Retention) -> int:
+    """Messages published on a channel between its retention runs: ``TRIM_EVERY``, or a
+    tenth of ``max_len`` when that is more (finding the ``max_len`` cut walks that many
+    index entries, so this keeps it near 10 per message; it cost as much as the inserts
+    themselves with the default 100,000), and never more than ``max_len``."""
+    if retention.max_len is None:
+        return TRIM_EVERY
+    return min(retention.max_len, max(TRIM_EVERY, retention.max_len // 10))
+
+
 def trim(conn: Conn, channel: str, retention: Retention, now: float) -> None:
     """Retention for one channel, never past what a group still needs."""
     cuts = []
-    if retention.max_len is not None:
+    low, high = conn.execute(  # two subqueries: each is one index seek, min(), max() together a scan
+        "SELECT (SELECT min(id) FROM msg_log WHERE channel = ?1), (SELECT max(id) FROM msg_log WHERE channel = ?1)",
+        (channel,),
+    ).fetchone()
+    # ids are unique, so a channel spanning at most max_len ids has at most max_len entries
+    if retention.max_len is not None and low is not None and high - low >= retention.max_len:
         row = conn.execute(
             "SELECT id FROM msg_log WHERE channel = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
             (channel, retention.max_len),
@@ -183,7 +199,7 @@ class SqliteMessageStore(MessageStore):
         trims = []
         for b in batches:
             done = self._since_trim.get(b.channel, 0) + b.count
-            if done >= min(TRIM_EVERY, b.retention.max_len or TRIM_EVERY):
+            if done >= trim_every(b.retention):
                 trims.append(b)
                 done = 0
             self._since_trim[b.channel] = done
@@ -220,6 +236,23 @@ class SqliteMessageStore(MessageStore):
                 conn.execute(f"DELETE FROM {table} WHERE channel IN ({_marks(wires)})", wires)
 
         await self.run("purge", job, timeout=timeout, write=True)
+
+    async def groups(self, *, timeout: float) -> list[GroupInfo]:
+        prefix = self.wire("x").removesuffix("x}")  # "ls:NS:{stream:": the namespace's channels
+        bounds = (prefix, prefix[:-1] + ";")  # ";" follows ":"
+
+        def job(conn: Conn, now: float) -> list[GroupInfo]:
+            rows = conn.execute(
+                "SELECT g.channel, g.grp, "
+                "(SELECT count(DISTINCT consumer) FROM msg_pending p WHERE p.channel = g.channel AND p.grp = g.grp), "
+                "(SELECT count(*) FROM msg_pending p WHERE p.channel = g.channel AND p.grp = g.grp), "
+                "(SELECT count(*) FROM msg_log l WHERE l.channel = g.channel AND l.id > g.last_id) "
+                "FROM msg_group g WHERE g.channel >= ? AND g.channel < ? ORDER BY g.channel, g.grp",
+                bounds,
+            ).fetchall()
+            return [GroupInfo(wire[len(prefix) : -1], grp, *counts) for wire, grp, *counts in rows]
+
+        return await self.run("consumer groups", job, timeout=timeout, write=False)
 
     async def close(self) -> None:
         self.doorbell.close()

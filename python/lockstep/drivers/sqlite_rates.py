@@ -5,7 +5,11 @@ turns): read the key's stored state, run the Rust step on it
 (:meth:`~lockstep._core.RateRule.acquire_state` and friends), write the new state
 back with a TTL, so an idle key's row expires and is purged. An acquire reads first,
 without the write lock, and returns a refusal from there (a refusal changes nothing),
-so refused callers never queue for the lock.
+so refused callers never queue for the lock; a foreseen admission takes the lock and
+decides again in the same turn of the driver's thread, not behind the reads queued
+meanwhile (a crowd of callers woken together would otherwise admit late). So an
+acquire is one non-idempotent call: a failure even while reading raises
+``OutcomeUnknown`` (its units count as spent), never ``Timeout``.
 
 The clock is the host's, read *after* the state (inside the transaction, so after the
 write lock is held): a decision's time is never earlier than any decision it sees, so
@@ -58,7 +62,11 @@ class SqliteRateStore(RateStore):
         super().__init__(keys, name, rule)
         self.driver = driver
 
-    async def _write(self, op: str, key: str, step: Step[T], *, timeout: float) -> T:
+    async def _write(
+        self, op: str, key: str, step: Step[T], *, timeout: float, foresee: Callable[[bytes | None, int], T | None] | None = None
+    ) -> T:
+        """Run ``step`` on the key's state in a write transaction; with ``foresee``, first on a
+        read without the lock: a result other than None is returned with nothing written."""
         row_key = self.state_key(key)
 
         def job(conn: sqlite3.Connection, _lock_wait_started: float) -> T:
@@ -72,22 +80,23 @@ class SqliteRateStore(RateStore):
                 tables.set_value(conn, now, row_key, state, ttl_us / 1e6, False)
             return result
 
-        return await self.driver._run(f"rate-limit {op}", job, timeout=timeout, write=True)
+        def precheck(conn: sqlite3.Connection, _now: float) -> T | None:
+            assert foresee is not None
+            return foresee(_state(conn, row_key), _now_us())  # the clock read after the state
+
+        return await self.driver._run(
+            f"rate-limit {op}", job, timeout=timeout, write=True, precheck=None if foresee is None else precheck
+        )
 
     async def acquire(self, key: str, cost: int, *, timeout: float) -> Decision:
         self.rule.check_cost(cost)
-        deadline = time.monotonic() + timeout
-        # A refusal changes nothing, so read first, without the write lock: a crowd of
-        # refused callers then never queues for it, and the lock is free for the one
-        # request that can be admitted. That one is decided again inside the transaction.
-        foreseen = await self._read("acquire", key, lambda state, now: self.rule.acquire_state(state, cost, now)[0], timeout=timeout)
-        if not foreseen.allowed:
-            return foreseen
+
+        def refusal(state: bytes | None, now_us: int) -> Decision | None:
+            foreseen = self.rule.acquire_state(state, cost, now_us)[0]
+            return None if foreseen.allowed else foreseen
+
         return await self._write(
-            "acquire",
-            key,
-            lambda state, now: self.rule.acquire_state(state, cost, now),
-            timeout=max(0.001, deadline - time.monotonic()),
+            "acquire", key, lambda state, now: self.rule.acquire_state(state, cost, now), timeout=timeout, foresee=refusal
         )
 
     async def _read(self, op: str, key: str, look: Callable[[bytes | None, int], T], *, timeout: float) -> T:

@@ -23,6 +23,7 @@ bounded batches by writes (the partial index keeps that cheap).
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import sqlite3
@@ -100,20 +101,27 @@ def _make_private_dirs(folder: Path) -> None:
 
 
 def create_private_file(path: Path) -> bool:
-    """Make sure ``path`` is a regular file we can open, creating it 0600; True if created."""
+    """Make sure ``path`` is a regular file we can open, creating it 0600; True if created.
+
+    An existing file is looked at (stat, access), never opened: this process may already
+    have SQLite connections to it, and closing ANY descriptor of a file drops all of the
+    process's POSIX locks on it -- SQLite's shared lock on a WAL database included, which
+    is what stops another process's last close from deleting the -wal and -shm in use."""
     try:
         _make_private_dirs(path.parent)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            created = True
         except FileExistsError:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            created = False
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path)) from None
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"file: {path} is not a regular file") from None
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path)) from None
+            return False
         try:
-            if created:
-                os.fchmod(fd, 0o600)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ConfigError(f"file: {path} is not a regular file")
+            os.fchmod(fd, 0o600)  # new, so no SQLite connection of ours can hold locks on it
         finally:
             os.close(fd)
     except IsADirectoryError:
@@ -122,7 +130,7 @@ def create_private_file(path: Path) -> bool:
         raise ConfigError(f"file: a part of {path} is a file, not a folder: {exc.strerror}") from None
     except OSError as exc:
         raise BackendUnavailable(f"file: cannot create or open {path}: {exc.strerror or exc}") from exc
-    return created
+    return True
 
 
 def enable_wal(conn: sqlite3.Connection, path: Path, *, give_up_at: float) -> None:

@@ -3,12 +3,11 @@
 Always: the run's ``interface_ready`` logs and its wake-up channel. When the run owns
 its namespace (the runner made it up, or a check row lends it a private one): every
 agent record and the incarnation counter (:func:`lockstep.reaping.reset`), and the
-fence keys of the test lock and of the ports it leased, once nobody holds them.
+test lock and the ports it leased, once nobody holds them.
 
-Fences are deliberately permanent (a resource's fence must never go backwards), and
-the lease API has no call to drop one, so this deletes ``{KIND:NAME}:fence`` keys
-itself: the layout of the Redis lease scripts (``lua/lease_common.lua``); on the other
-drivers those keys do not exist and the delete is a no-op.
+Fences are deliberately permanent (a resource's fence must never go backwards), so only
+a namespace the run owns, and that ends with it, may forget them:
+``coord.purge_lease`` does, on every driver, and refuses a resource still held or waited for.
 """
 
 from __future__ import annotations
@@ -51,6 +50,5 @@ async def clean_up(coord: Coordinator, records: Iterable[SprintRecord], *, owns_
     with contextlib.suppress(LockstepError):
         await reset(coord, timeout=coord.timeout, keep_counter=False)
     with contextlib.suppress(LockstepError):
-        idle = [(kind, name) for kind, name in _leased(records)
-                if not await coord.lease_holders(name, kind=kind)]  # fmt: skip
-        await coord.driver.delete([coord.keys.key(kind, name, "fence") for kind, name in idle], timeout=coord.timeout)
+        for kind, name in _leased(records):
+            await coord.purge_lease(name, kind=kind)  # refused (False) while still held

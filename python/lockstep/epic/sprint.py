@@ -4,7 +4,7 @@ The sprint registers as an agent (heartbeats: a killed sprint is noticed and its
 freed), does its prep work while its dependencies are pending (productive waiting,
 :class:`~lockstep.cfn.SprintCoordinator`), then its phases in order. A test phase runs
 under the test lock (``coord.lock("test")``) with freshly leased ports
-(``coord.acquire_many(..., kind="port")``) exported as ``$LOCKSTEP_PORTS``. After its
+(``coord.ports(n)``) exported as ``$LOCKSTEP_PORTS``. After its
 interface phase it signals ``interface_ready``, which its dependents are waiting for.
 
 Everything that happens is reported through ``emit(event, **fields)`` with ``t`` from
@@ -18,19 +18,18 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..cfn.coordination import SprintCoordinator
-from ..errors import ClaimConflict, LockstepError
+from ..errors import LockstepError, LockTimeout
 from .plan import Phase, SprintSpec
 
 if TYPE_CHECKING:
     from ..coordinator import Coordinator
-    from ..leases import Lease
+    from ..ports import PortLease
 
 __all__ = ["Emit", "SprintFailed", "SprintOptions", "run_sprint"]
 
@@ -53,32 +52,15 @@ class SprintOptions:
     lease_ttl: float = 5.0  #: a killed holder's test lock is free after this at the latest
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free now (the lease makes them ours among sprints)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-async def lease_ports(coord: Coordinator, count: int, *, ttl: float) -> tuple[Lease | None, list[int]]:
-    """``count`` loopback ports leased to this sprint (kind ``port``), all or none."""
+async def lease_ports(coord: Coordinator, count: int, *, ttl: float, wait: float) -> PortLease | None:
+    """``count`` ports leased to this sprint (unique on the backend, free on this host), or
+    None for none; SprintFailed when the port range has none free within ``wait``."""
     if count == 0:
-        return None, []
-    for _ in range(20):
-        ports = _free_ports(count)
-        try:
-            lease = await coord.acquire_many([str(p) for p in ports], kind="port", ttl=ttl, wait=0)
-        except ClaimConflict:
-            continue  # another sprint holds one of them: draw again
-        return lease, ports
-    raise SprintFailed(f"could not lease {count} free port(s) in 20 draws")
+        return None
+    try:
+        return await coord.ports(count, ttl=ttl, wait=wait)
+    except LockTimeout as exc:
+        raise SprintFailed(f"could not lease {count} port(s): {exc}") from exc
 
 
 class _Runner:
@@ -121,9 +103,10 @@ class _Runner:
             raise SprintFailed(f"phase {phase.name!r}: `{phase.run}` exited with {proc.returncode}: {tail}")
 
     async def test_phase(self, phase: Phase) -> None:
-        # Ports first: they are never waited for (a taken one is redrawn), and leasing them
+        # Ports first: they are never queued for (a taken one is skipped), and leasing them
         # while still queued for the lock keeps that round trip off the test lock's hand-over.
-        ports_lease, ports = await lease_ports(self.coord, phase.ports, ttl=self.opts.lease_ttl)
+        ports_lease = await lease_ports(self.coord, phase.ports, ttl=self.opts.lease_ttl, wait=self.opts.lock_wait)
+        ports = [] if ports_lease is None else ports_lease.ports
         try:
             self.emit("lock_wait", phase=phase.name)
             asked = time.monotonic()

@@ -20,10 +20,12 @@
 //! bad values return [`CoreError::InvalidArgument`], never a panic.
 
 mod held;
+mod record;
 mod rng;
 mod table;
 
 pub use held::{HeldLease, HeldLeases, RENEW_FRACTION, RENEW_JITTER};
+pub use record::{decode_record, encode_record, record_size};
 pub use rng::XorShift;
 pub use table::{Acquire, AcquireRequest, Blocker, Holder, LeaseTable, Released, Resource, Waiter, HANDOFF_RECHECK};
 

@@ -4,6 +4,7 @@
 
 use lockstep_core::leases::{self, Acquire, AcquireRequest, Holder, Resource, Waiter};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use pyo3::IntoPyObjectExt;
 
 use crate::errors;
@@ -209,10 +210,35 @@ impl LeaseTable {
     fn resource_names(&self) -> Vec<String> {
         self.inner.resource_names()
     }
+
+    /// Load `resource` from the bytes of its record file: True if they hold a record of
+    /// this `boot` and resource; otherwise it starts empty (one slot) at `base_fence`.
+    fn load_record(&mut self, resource: &str, data: &[u8], boot: &str, base_fence: u64) -> PyResult<bool> {
+        let (state, found) = match leases::decode_record(data, boot, resource) {
+            Some(state) => (state, true),
+            None => (Resource { slots: 1, fence: base_fence, holders: Vec::new(), queue: Vec::new() }, false),
+        };
+        self.inner.load(resource, state).map_err(errors::to_py)?;
+        Ok(found)
+    }
+
+    /// The record-file bytes of `resource` for this `boot` (None: not in the table).
+    fn dump_record<'py>(&self, py: Python<'py>, resource: &str, boot: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(state) = self.inner.dump(resource) else { return Ok(None) };
+        let bytes = leases::encode_record(state, boot, resource).map_err(errors::to_py)?;
+        Ok(Some(PyBytes::new(py, &bytes)))
+    }
+}
+
+/// The bytes a lease record needs in all, from the first four of its file (None: fewer).
+#[pyfunction]
+fn lease_record_size(data: &[u8]) -> Option<usize> {
+    leases::record_size(data)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HeldLeases>()?;
     m.add_class::<LeaseTable>()?;
+    m.add_function(wrap_pyfunction!(lease_record_size, m)?)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod args;
 mod envelope;
 mod errors;
+mod lease_file;
 mod leases;
 mod pubsub;
 mod ratelimit;
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     resp::register(m)?;
     pubsub::register(m)?;
     leases::register(m)?;
+    lease_file::register(m)?;
     ratelimit::register(m)?;
     Ok(())
 }

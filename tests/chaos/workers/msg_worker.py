@@ -128,6 +128,9 @@ async def consumer(coord: lockstep.Coordinator, args: argparse.Namespace) -> Non
             except lockstep.BackendUnavailable as e:
                 emit("unavailable", error=str(e))
                 continue
+            except lockstep.LockstepError as e:  # anything else is a bug the test must see
+                emit("error", error=f"{type(e).__name__}: {e}")
+                raise
             if isinstance(item, Gap):
                 emit("gap", **gap_fields(item))
                 continue

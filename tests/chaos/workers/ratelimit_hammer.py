@@ -2,14 +2,23 @@
 small blocking facade; one JSON line on stdout when done.
 
     python -m tests.chaos.workers.ratelimit_hammer --url URL --namespace NS --name N \\
-        --algorithm gcra --rate 50/2s --threads 25 --start-at T0 --until T1
+        --algorithm gcra --rate 50/2s --threads 25 [--start-at T0 --until T1]
+
+Without ``--start-at``, the worker prints ``{"event": "ready"}`` once connected and reads
+``T0 T1`` from a line on stdin, so a test can start many workers and only then fix the
+start (a busy box may take seconds to start two dozen interpreters).
 
 The process runs one coordinator on an event loop of its own thread; each of the
 ``--threads`` threads calls the limiter through :class:`BlockingLimiter` (what a sync
 script would use: ``run_coroutine_threadsafe`` and wait), so 25 threads really do ask
 at the same time. Threads wait until ``--start-at`` (Unix seconds), then ask for one
-unit at a time until ``--until``; a refusal is slept off for a random 50-100 % of its
-``retry_after``, so the crowd keeps knocking near the moment a unit frees up.
+unit at a time until ``--until``; a refusal is slept off for exactly its ``retry_after``,
+so every refused thread knocks again at the moment the store said a unit frees up: the
+whole crowd at once (the hardest case for atomicity), and with the least lag (a unit
+admitted late is lost for good under GCRA with burst 1, so lag would eat into the
+scenario's lower bound). With ``--early``, a refusal is slept off for a random 50-100 %
+of its ``retry_after`` instead: many more requests (through the fault proxy, requests
+are what the faults hit), each refused until the unit really frees up.
 
 Every admission is reported by ``Decision.at``, the deciding clock (Redis ``TIME``,
 the host clock on SQLite), so the checker counts per aligned window exactly as the
@@ -31,7 +40,7 @@ from collections import Counter
 from typing import Any
 
 import lockstep
-from lockstep.ratelimit import Decision, RateLimiter
+from lockstep import Decision, RateLimiter
 
 
 class BlockingLimiter:
@@ -58,7 +67,8 @@ def hammer(limiter: BlockingLimiter, args: argparse.Namespace, admitted: list[fl
         if decision.allowed:
             admitted.append(decision.at)
         else:
-            time.sleep(max(0.0, min(decision.retry_after * random.uniform(0.5, 1.0), args.until - now)))
+            wait = decision.retry_after * (random.uniform(0.5, 1.0) if args.early else 1.0)
+            time.sleep(max(0.0, min(wait, args.until - now)))
     return count
 
 
@@ -79,15 +89,24 @@ def main() -> None:
     for name in ("--url", "--namespace", "--name", "--algorithm", "--rate"):
         parser.add_argument(name, required=True)
     parser.add_argument("--threads", type=int, default=25)
-    parser.add_argument("--start-at", type=float, required=True)
-    parser.add_argument("--until", type=float, required=True)
+    parser.add_argument("--start-at", type=float)
+    parser.add_argument("--until", type=float)
     parser.add_argument("--timeout", type=float, default=2.0)
+    parser.add_argument("--early", action="store_true", help="knock again before retry_after")
     args = parser.parse_args()
+    # 26 threads share this process's GIL; at the default 5 ms switch interval a thread woken
+    # when a unit frees up can wait that long for it, and under GCRA a late unit is lost for
+    # good. The scenario measures the store, not the GIL's hand-over.
+    sys.setswitchinterval(0.0005)
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="loop", daemon=True).start()
     coord = asyncio.run_coroutine_threadsafe(open_coordinator(args), loop).result()
     limiter = BlockingLimiter(loop, coord.rate_limit(args.name, args.rate, algorithm=args.algorithm))
+    if args.start_at is None:
+        sys.stdout.write(json.dumps({"event": "ready", "pid": os.getpid()}) + "\n")
+        sys.stdout.flush()
+        args.start_at, args.until = (float(v) for v in sys.stdin.readline().split())
 
     admitted: list[float] = []
     errors: Counter[str] = Counter()

@@ -1,5 +1,5 @@
 -- Acquire every resource or none; when busy, join (or stay in) every queue.
--- KEYS: 5 per resource (see lease_common.lua).
+-- KEYS: 5 per resource (see lease_common.lua), then the namespace's resource index.
 -- ARGV: token, owner, slots, ttl ms, queue ttl ms (0: try once), then one floor per
 --       resource: the highest fence the client saw; a counter not above it went
 --       backwards and is raised past it (the client is told, and reports the data loss).
@@ -8,7 +8,8 @@
 -- Idempotent by token: a token already holding a resource keeps it and its fence.
 local token, owner = ARGV[1], ARGV[2]
 local slots, ttl, qttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = #KEYS / 5
+local n = (#KEYS - 1) / 5
+-- (lease_acquire_fast.lua ran first: `index` is set.)
 
 -- Waiters ahead of the token on resource b, or nil when it may take a slot (or holds
 -- one); its place in line (nil: not in line); whether it holds the resource.
@@ -23,6 +24,7 @@ end
 
 local blocked, in_line, holding = false, {}, {}
 for i = 0, n - 1 do
+  normalize(i * 5)
   local _, queued = prune(i * 5)
   local ahead, rank, mine = ahead_of(i * 5, queued)
   in_line[i], holding[i] = rank, mine
@@ -42,13 +44,8 @@ if not blocked then
         redis.call('ZREM', KEYS[b + 4], token)
         redis.call('HDEL', KEYS[b + 5], 'q:' .. token)
       end
-      local fence = redis.call('INCR', KEYS[b + 1])
-      local floor = tonumber(ARGV[6 + i]) or 0
-      if fence <= floor then
-        fence = floor + 1
-        redis.call('SET', KEYS[b + 1], string.format('%d', fence))
-        raised[#raised + 1] = i
-      end
+      local fence, was_raised = new_fence(b, tonumber(ARGV[6 + i]) or 0)
+      if was_raised then raised[#raised + 1] = i end
       redis.call('ZADD', KEYS[b + 2], now + ttl, token)
       redis.call('HSET', KEYS[b + 5], 'slots', slots, 'h:' .. token, string.format('%d|%s', fence, owner))
       fences[i + 1] = fence

@@ -1,5 +1,6 @@
 -- Live holders of one resource: {{owner, fence, ms left}, ...}, oldest grant first.
 -- KEYS: the resource's 5 keys (see lease_common.lua).
+normalize(0)
 local out = {}
 local hs = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'WITHSCORES')
 for j = 1, #hs, 2 do

@@ -17,15 +17,28 @@ local limit, period, g = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local stored = redis.call('HMGET', hkey, 'cfg', 'n', 'x', 'm')
-local cfg = stored[1]
-if cfg and cfg ~= fp then
-  return redis.error_reply('LOCKSTEP_CONFIG ' .. cfg)
-end
-
 -- Numbers go to Redis as '%.0f' text: Lua's default formatting rounds to 14 digits.
 local function text(n)
   return string.format('%.0f', n)
+end
+
+-- Rounded up to the granularity, exactly (fmod is exact on doubles).
+local function expiry_of(at)
+  local raw = at + period
+  local r = math.fmod(raw, g)
+  if r == 0 then
+    return raw
+  end
+  return raw - r + g
+end
+
+-- What an acquire now would log is read with the state (the hot path): an entry of that
+-- expiry that is already logged needs no ZADD, and its new units ride on the saving HSET.
+local acquire_member = text(expiry_of(now))
+local stored = redis.call('HMGET', hkey, 'cfg', 'n', 'x', 'm', acquire_member)
+local cfg = stored[1]
+if cfg and cfg ~= fp then
+  return redis.error_reply('LOCKSTEP_CONFIG ' .. cfg)
 end
 
 local used = tonumber(stored[2] or '0') or 0
@@ -52,16 +65,6 @@ if used > 0 and earliest <= now then -- something may have expired: purge it
   end
 end
 
--- Rounded up to the granularity, exactly (fmod is exact on doubles).
-local function expiry_of(at)
-  local raw = at + period
-  local r = math.fmod(raw, g)
-  if r == 0 then
-    return raw
-  end
-  return raw - r + g
-end
-
 local function last_expiry()
   if used <= 0 then
     return now
@@ -69,11 +72,14 @@ local function last_expiry()
   return math.max(latest, now)
 end
 
--- The earliest expiry at which the live units drop to target or below.
+-- The earliest expiry at which the live units drop to target or below. Every entry holds
+-- at least one unit, so the next live - target entries always suffice: a refusal at the
+-- limit reads one entry, not a batch.
 local function freed_at(target)
   local live, offset = used, 0
   while live > target do
-    local batch = redis.call('ZRANGEBYSCORE', zkey, '(' .. text(now), '+inf', 'LIMIT', offset, 64)
+    local count = math.min(64, live - target)
+    local batch = redis.call('ZRANGEBYSCORE', zkey, '(' .. text(now), '+inf', 'LIMIT', offset, count)
     if #batch == 0 then
       return now
     end
@@ -89,10 +95,19 @@ local function freed_at(target)
   return now
 end
 
-local function add(expiry, units)
+local entry = {} -- {member, its new units}: written by save()
+-- Log `units` at `expiry`. `had`: the units logged there already (nil: unknown).
+local function add(expiry, units, had)
   local member = text(expiry)
-  redis.call('ZADD', zkey, member, member)
-  redis.call('HINCRBY', hkey, member, units)
+  if had == nil then
+    redis.call('ZADD', zkey, member, member)
+    redis.call('HINCRBY', hkey, member, units)
+  else
+    if had == 0 then
+      redis.call('ZADD', zkey, member, member)
+    end
+    entry = {member, text(had + units)}
+  end
   used = used + units
   if expiry > latest then
     latest = expiry
@@ -113,9 +128,9 @@ local function save()
     return
   end
   if cfg then
-    redis.call('HSET', hkey, 'n', text(used), 'x', text(latest), 'm', text(earliest))
+    redis.call('HSET', hkey, 'n', text(used), 'x', text(latest), 'm', text(earliest), unpack(entry))
   else
-    redis.call('HSET', hkey, 'cfg', fp, 'n', text(used), 'x', text(latest), 'm', text(earliest))
+    redis.call('HSET', hkey, 'cfg', fp, 'n', text(used), 'x', text(latest), 'm', text(earliest), unpack(entry))
   end
   if extended then
     local ttl = text(math.ceil((latest - now) / 1000) + 1)
@@ -131,7 +146,7 @@ if op == 'acquire' or op == 'peek' then
     local remaining = limit - used - cost
     local reset = math.max(expiry, last_expiry()) - now
     if op == 'acquire' then
-      add(expiry, cost)
+      add(expiry, cost, tonumber(stored[5] or '0') or 0)
       save()
     end
     return {1, 0, remaining, reset, now}

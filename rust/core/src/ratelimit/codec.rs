@@ -39,6 +39,17 @@ impl KeyState {
         })
     }
 
+    /// `acquire(cfg, cost, now)?.allowed` with the same change of state, without the rest of
+    /// the decision (the sliding window skips the scans that find `retry_after`).
+    pub fn admit(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> Result<bool, CoreError> {
+        cfg.check_cost(cost)?;
+        check_now(now)?;
+        Ok(match self {
+            KeyState::Gcra(s) => s.acquire(cfg, cost, now).allowed,
+            KeyState::Window(s) => s.admit(cfg, cost, now),
+        })
+    }
+
     /// What a cost-1 request would get now, without changing anything.
     pub fn peek(&self, cfg: &RateConfig, now: i64) -> Result<Decision, CoreError> {
         check_now(now)?;

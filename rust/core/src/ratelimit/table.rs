@@ -67,14 +67,30 @@ impl RateTable {
         Ok(self.states.entry(key.to_owned()).or_insert_with(|| KeyState::new(&cfg)))
     }
 
-    pub fn acquire(&mut self, key: &str, cost: u64, now: i64) -> Result<Decision, CoreError> {
+    /// Once `cost` and `now` are checked, `step` on the key's state (created when new).
+    fn spend<T>(
+        &mut self,
+        key: &str,
+        cost: u64,
+        now: i64,
+        step: impl FnOnce(&mut KeyState, &RateConfig) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
         let cfg = self.cfg;
         cfg.check_cost(cost)?;
         check_now(now)?;
         if let Some(state) = self.states.get_mut(key) {
-            return state.acquire(&cfg, cost, now);
+            return step(state, &cfg);
         }
-        self.state(key, now)?.acquire(&cfg, cost, now)
+        step(self.state(key, now)?, &cfg)
+    }
+
+    pub fn acquire(&mut self, key: &str, cost: u64, now: i64) -> Result<Decision, CoreError> {
+        self.spend(key, cost, now, |state, cfg| state.acquire(cfg, cost, now))
+    }
+
+    /// `acquire(key, cost, now)?.allowed`, the same change of state, no `Decision` built.
+    pub fn admit(&mut self, key: &str, cost: u64, now: i64) -> Result<bool, CoreError> {
+        self.spend(key, cost, now, |state, cfg| state.admit(cfg, cost, now))
     }
 
     pub fn peek(&self, key: &str, now: i64) -> Result<Decision, CoreError> {

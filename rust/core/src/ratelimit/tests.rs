@@ -308,3 +308,26 @@ fn table_validates_keys_and_isolates_them() {
     assert!(table.acquire("a", 2, T0).is_ok_and(|d| d.allowed));
     assert_eq!(table.live_keys(T0 + 2_000_000), 0);
 }
+
+#[test]
+fn admit_is_acquire_without_the_decision() {
+    let mut rng = Rng(21);
+    for c in [
+        cfg(Algorithm::SlidingWindow, 7, 1_000_000, None),
+        cfg(Algorithm::SlidingWindow, 3000, 1_000_000, None),
+        cfg(Algorithm::Gcra, 7, 1_000_000, Some(3)),
+    ] {
+        let (mut by_admit, mut by_acquire) = (RateTable::new(c), RateTable::new(c));
+        let mut now = T0;
+        for _ in 0..20_000 {
+            now += i64::try_from(rng.below(60_000)).unwrap_or(0);
+            let key = if rng.below(4) == 0 { "b" } else { "a" };
+            let cost = 1 + rng.below(c.capacity().min(5));
+            let admitted = by_admit.admit(key, cost, now);
+            let decided = by_acquire.acquire(key, cost, now).map(|d| d.allowed);
+            assert_eq!(admitted, decided, "{c:?} at {now}");
+        }
+        assert_eq!(by_admit.peek("a", now), by_acquire.peek("a", now), "the same state");
+        assert!(by_admit.admit("bad key", 1, now).is_err() && by_admit.admit("a", 0, now).is_err());
+    }
+}

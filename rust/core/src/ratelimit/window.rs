@@ -80,6 +80,17 @@ impl Window {
         decision
     }
 
+    /// `acquire(cfg, cost, now).allowed`, with the same change of state, computing nothing
+    /// else: once expired entries are purged, the units logged are exactly the live ones.
+    pub fn admit(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> bool {
+        self.purge(now);
+        let allowed = self.used.saturating_add(cost) <= cfg.limit;
+        if allowed {
+            self.add(Self::expiry(cfg, now), cost);
+        }
+        allowed
+    }
+
     /// What `acquire` would answer, without changing anything.
     pub fn decide(&self, cfg: &RateConfig, cost: u64, now: i64) -> Decision {
         let used = self.live_used(now);

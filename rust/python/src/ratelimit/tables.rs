@@ -56,6 +56,15 @@ impl RateTable {
         Ok(Decision::from_core(d, now, self.source))
     }
 
+    /// `acquire(key, cost).allowed` on the table's clock, without building a `Decision`:
+    /// the same decision and the same state change, for callers that need only yes or no.
+    #[pyo3(signature = (key = None, cost = None))]
+    fn hit(&self, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let (key, cost) = (key_arg(key)?, cost_arg(cost)?);
+        let mut table = lock(&self.inner);
+        table.admit(key, cost, clock_us()).map_err(errors::to_py)
+    }
+
     #[pyo3(signature = (key = None, now = None))]
     fn peek(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let (key, given) = (key_arg(key)?, given_now(now)?);
@@ -149,6 +158,17 @@ impl RateLeasePool {
         let now = given.unwrap_or_else(clock_us);
         Ok(match pool.spend(key, cost, now).map_err(errors::to_py)? {
             Spend::Decided(d) => Some(Decision::from_core(d, now, Source::Lease)),
+            Spend::NeedBlock { .. } => None,
+        })
+    }
+
+    /// `spend(key, cost)` as a bool (None: a block must be leased first), without a `Decision`.
+    #[pyo3(signature = (key = None, cost = None))]
+    fn hit(&self, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Option<bool>> {
+        let (key, cost) = (key_arg(key)?, cost_arg(cost)?);
+        let mut pool = lock(&self.inner);
+        Ok(match pool.spend(key, cost, clock_us()).map_err(errors::to_py)? {
+            Spend::Decided(d) => Some(d.allowed),
             Spend::NeedBlock { .. } => None,
         })
     }
