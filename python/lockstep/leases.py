@@ -41,6 +41,7 @@ from . import ownership
 from .drivers.lease_store import HolderInfo, LeaseWaiter, ResourceLeases
 from .errors import BackendError, InvalidInputError, LeaseLost, LockstepError
 from .names import validate_name
+from .tripwire import Tripwire
 from .waiting import acquire_lease
 
 if TYPE_CHECKING:
@@ -55,23 +56,21 @@ KINDS_PATTERN = "lowercase letters, 1-16 of them"
 BUILTIN_KINDS = frozenset({"lock", "sem", "port", "claim"})  # valid by KINDS_PATTERN
 
 
-class LostSignal:
+class LostSignal(Tripwire):
     """``lease.lost``: awaitable (returns once the lease is lost), ``is_set()``, ``reason``.
 
     ``is_set()`` also answers True once the lease's local deadline has passed, even if
     the renewer (say, in a process that was paused) has not run since.
     """
 
-    __slots__ = ("_event", "_fired", "_lease", "reason")
+    __slots__ = ("_lease",)
+    tripped_word = "lost"
+    armed_word = "not lost"
 
     def __init__(self, lease: Lease) -> None:
-        # The asyncio.Event is made only when someone awaits the signal: most leases are
-        # released without anyone waiting on `lost`, and acquire+release is the hot path.
+        super().__init__()
         # A weak reference: no lease <-> signal cycle for the garbage collector to find.
-        self._event: asyncio.Event | None = None
-        self._fired = False
         self._lease = weakref.ref(lease)
-        self.reason: str | None = None
 
     def is_set(self) -> bool:
         if not self._fired:
@@ -79,23 +78,6 @@ class LostSignal:
             if lease is not None and not lease.released and time.monotonic() >= lease.deadline:
                 self.fire("its deadline passed without a confirmed renewal")
         return self._fired
-
-    def fire(self, reason: str) -> None:
-        if not self._fired:
-            self._fired = True
-            self.reason = reason
-            if self._event is not None:
-                self._event.set()
-
-    def __await__(self) -> Generator[Any, None, bool]:
-        if self._event is None:
-            self._event = asyncio.Event()
-            if self._fired:
-                self._event.set()
-        return self._event.wait().__await__()
-
-    def __repr__(self) -> str:
-        return f"<LostSignal {'lost: ' + str(self.reason) if self._fired else 'not lost'}>"
 
 
 class Lease:

@@ -13,27 +13,36 @@ from typing import Any
 
 
 class Tripwire:
-    __slots__ = ("_event", "reason")
+    __slots__ = ("_event", "_fired", "reason")
 
     #: Words for ``repr``: what it means once tripped, and before.
     tripped_word = "tripped"
     armed_word = "not tripped"
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        # The asyncio.Event is made only when someone awaits: most leases are released
+        # without anyone waiting on `lost`, and acquire+release is the hot path.
+        self._event: asyncio.Event | None = None
+        self._fired = False
         self.reason: str | None = None
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._fired
 
     def fire(self, reason: str) -> None:
-        if not self._event.is_set():
+        if not self._fired:
+            self._fired = True
             self.reason = reason
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
 
     def __await__(self) -> Generator[Any, None, bool]:
+        if self._event is None:
+            self._event = asyncio.Event()
+            if self._fired:
+                self._event.set()
         return self._event.wait().__await__()
 
     def __repr__(self) -> str:
-        state = f"{self.tripped_word}: {self.reason}" if self._event.is_set() else self.armed_word
+        state = f"{self.tripped_word}: {self.reason}" if self._fired else self.armed_word
         return f"<{type(self).__name__} {state}>"
