@@ -17,10 +17,10 @@ benchmark round makes ``BATCH`` decisions, so decisions/s = ops x BATCH:
 * on Redis with token leasing (``lease=1000``): blocks of units per round trip, spent
   in-process, and a check that the shared limit still held across 3 coordinators.
 
-Where lockstep's in-process time goes (perf, this 2-core VM): of ~150-190 ns per
-``hit_nowait``, ~50 ns is reading the monotonic clock (vDSO), ~20 ns the table's
-uncontended mutex, ~35 ns the pyo3 call and ~37 ns the loop itself; the decision is the
-rest. With 10 000 keys taken in turn the state of each is cold (its hash slot, key and
+Where lockstep's in-process time goes (perf, this 2-core VM): of ~95-100 ns per
+``hit_nowait``, ~22 ns is reading the monotonic clock (vDSO), ~13 ns the key lookup,
+~8 ns the one atomic of the table's exclusive borrow (the mutex is bypassed on that
+path), the pyo3 call and ~11% the loop itself; the decision is the rest. With 10 000 keys taken in turn the state of each is cold (its hash slot, key and
 window log are 3-4 cache misses): ~0.5 us a call, so that workload measures memory more
 than arithmetic. On Redis the server's script time is on the critical path: lockstep's
 sliding window (exact, on the server clock) costs about twice ``limits``' list script.

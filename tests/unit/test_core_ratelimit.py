@@ -152,6 +152,24 @@ def test_many_threads_share_one_table_exactly(call: str) -> None:
     assert sum(allowed) == 1000
 
 
+def test_a_call_made_while_another_holds_the_table_waits_its_turn() -> None:
+    """``hit`` and ``acquire`` take the table's exclusive borrow; when another call holds a
+    shared one (here ``peek``, while it turns a bad key into text by running the key's
+    ``__repr__``) they decide through the table's lock instead of failing."""
+    table = _core.RateTable(rule("2/hour", "sliding_window"))
+    inside: list[object] = []
+
+    class Key:
+        def __repr__(self) -> str:
+            inside.extend([table.hit("k"), table.acquire("k").allowed, table.hit("k")])
+            return "Key()"
+
+    with pytest.raises(InvalidNameError, match="Key"):
+        table.peek(Key())  # type: ignore[arg-type]
+    assert inside == [True, True, False]
+    assert table.peek("k").remaining == 0 and table.hit("k") is False
+
+
 def test_hit_is_acquire_without_the_decision() -> None:
     """``hit`` spends exactly what ``acquire`` would: a table driven by hits and one driven
     by acquires (on the same clock) stay in step, and both see the units spent."""

@@ -139,6 +139,7 @@ impl RateConfig {
     }
 
     /// The most units one request (or one lease) can ever be granted.
+    #[inline]
     pub fn capacity(&self) -> u64 {
         match self.algorithm {
             Algorithm::Gcra => self.burst,
@@ -169,32 +170,45 @@ impl RateConfig {
         }
     }
 
-    /// A cost must be a whole number of units from 1 to the capacity.
+    /// A cost must be a whole number of units from 1 to the capacity. Inlined (it runs on
+    /// every decision); the messages are built out of line, only when a cost is refused.
+    #[inline]
     pub fn check_cost(&self, cost: u64) -> Result<(), CoreError> {
-        if cost == 0 {
-            return Err(invalid("cost must be at least 1 unit, got 0".into()));
-        }
-        if cost > self.capacity() {
-            let what = match self.algorithm {
-                Algorithm::Gcra if self.burst < self.limit => format!("the burst ({})", self.burst),
-                _ => format!("the limit ({})", self.limit),
-            };
-            return Err(invalid(format!(
-                "cost {cost} is more than {what} of rate limit {}; it could never be admitted",
-                self.describe()
-            )));
+        if cost == 0 || cost > self.capacity() {
+            return Err(self.bad_cost(cost));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn bad_cost(&self, cost: u64) -> CoreError {
+        if cost == 0 {
+            return invalid("cost must be at least 1 unit, got 0".into());
+        }
+        let what = match self.algorithm {
+            Algorithm::Gcra if self.burst < self.limit => format!("the burst ({})", self.burst),
+            _ => format!("the limit ({})", self.limit),
+        };
+        invalid(format!(
+            "cost {cost} is more than {what} of rate limit {}; it could never be admitted",
+            self.describe()
+        ))
     }
 }
 
 /// `now` must lie in 0..=MAX_TIME_US.
+#[inline]
 pub fn check_now(now: i64) -> Result<i64, CoreError> {
     if (0..=MAX_TIME_US).contains(&now) {
         Ok(now)
     } else {
-        Err(invalid(format!("now must be 0 to {MAX_TIME_US} microseconds since the Unix epoch, got {now}")))
+        Err(bad_now(now))
     }
+}
+
+#[cold]
+fn bad_now(now: i64) -> CoreError {
+    invalid(format!("now must be 0 to {MAX_TIME_US} microseconds since the Unix epoch, got {now}"))
 }
 
 /// `10s`, `1m`, `1h`, `1d`, `1500ms`, `7us`: the largest unit that divides the period.

@@ -4,8 +4,9 @@
 //! units spent locally; both in `tables.rs`), `Decision`, and `rate_clock_us`, the one
 //! clock all of them default to.
 //!
-//! Tables and pools are `frozen` with a mutex inside, so any number of Python threads
-//! may share one; nothing inside the lock calls back into Python. The hot path
+//! Tables and pools keep their state behind a mutex (`RateTable`'s hot path takes its
+//! exclusive borrow instead; see there), so any number of Python threads may share one;
+//! nothing inside the lock calls back into Python. The hot path
 //! (`RateTable.acquire` on a known key) allocates nothing but the returned `Decision`.
 
 mod rule;

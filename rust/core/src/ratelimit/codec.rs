@@ -41,6 +41,7 @@ impl KeyState {
 
     /// `acquire(cfg, cost, now)?.allowed` with the same change of state, without the rest of
     /// the decision (the sliding window skips the scans that find `retry_after`).
+    #[inline]
     pub fn admit(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> Result<bool, CoreError> {
         cfg.check_cost(cost)?;
         check_now(now)?;

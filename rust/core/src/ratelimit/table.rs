@@ -16,6 +16,7 @@ pub struct FxHasher {
 }
 
 impl Hasher for FxHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
         let mut chunks = bytes.chunks_exact(8);
@@ -29,6 +30,7 @@ impl Hasher for FxHasher {
         }
     }
 
+    #[inline]
     fn finish(&self) -> u64 {
         self.hash
     }
@@ -68,6 +70,7 @@ impl RateTable {
     }
 
     /// Once `cost` and `now` are checked, `step` on the key's state (created when new).
+    #[inline]
     fn spend<T>(
         &mut self,
         key: &str,
@@ -84,11 +87,13 @@ impl RateTable {
         step(self.state(key, now)?, &cfg)
     }
 
+    #[inline]
     pub fn acquire(&mut self, key: &str, cost: u64, now: i64) -> Result<Decision, CoreError> {
         self.spend(key, cost, now, |state, cfg| state.acquire(cfg, cost, now))
     }
 
     /// `acquire(key, cost, now)?.allowed`, the same change of state, no `Decision` built.
+    #[inline]
     pub fn admit(&mut self, key: &str, cost: u64, now: i64) -> Result<bool, CoreError> {
         self.spend(key, cost, now, |state, cfg| state.admit(cfg, cost, now))
     }

@@ -82,6 +82,7 @@ impl Window {
 
     /// `acquire(cfg, cost, now).allowed`, with the same change of state, computing nothing
     /// else: once expired entries are purged, the units logged are exactly the live ones.
+    #[inline]
     pub fn admit(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> bool {
         self.purge(now);
         let allowed = self.used.saturating_add(cost) <= cfg.limit;

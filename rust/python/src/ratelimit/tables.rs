@@ -1,9 +1,10 @@
 //! `RateTable` (many keys in this process) and `RateLeasePool` (leased units), each a
 //! core structure behind a mutex.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use lockstep_core::ratelimit::{self as rl, Algorithm, Spend};
+use lockstep_core::CoreError;
 use pyo3::prelude::*;
 
 use super::rule::{grant_row, lease_args, GrantRow};
@@ -17,11 +18,48 @@ fn given_now(now: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
 }
 
 /// Many keys under one rule, in this process. Thread-safe.
-#[pyclass(module = "lockstep._core", name = "RateTable", frozen)]
+///
+/// Not `frozen`, for the hot path alone: `hit` and `acquire` take the object's exclusive
+/// borrow (one atomic compare-exchange, released by a plain store) and then reach the
+/// table through `Mutex::get_mut`, which needs no locking; that is one atomic
+/// read-modify-write less than locking the mutex. Every other method (and those two, should
+/// the exclusive borrow be refused) goes through the mutex on a shared borrow, as before.
+#[pyclass(module = "lockstep._core", name = "RateTable")]
 pub struct RateTable {
     rule: RateRule,
     source: Source,
     inner: Mutex<rl::RateTable>,
+}
+
+/// `step` on the table (and the source its decisions name). The exclusive borrow is taken
+/// only once the arguments are converted, and no Python code runs while it is held (a
+/// refusal becomes a Python exception only after it is released), so under the GIL it is
+/// refused only when another call sits inside a `&self` method, whose own argument
+/// conversion may run Python code (a bad key's `__repr__`); this one then takes the mutex.
+#[inline]
+fn with_table<T>(
+    slf: &Bound<'_, RateTable>,
+    step: impl FnOnce(&mut rl::RateTable, Source) -> Result<T, CoreError>,
+) -> PyResult<T> {
+    let decided = {
+        // guards borrowed from `slf` (no reference count taken), declared before `table`
+        let (mut exclusive, shared);
+        let mut locked;
+        let (table, source) = match PyClassGuardMut::try_from(slf) {
+            Ok(guard) => {
+                exclusive = guard;
+                let source = exclusive.source;
+                (exclusive.inner.get_mut().unwrap_or_else(PoisonError::into_inner), source)
+            }
+            Err(_) => {
+                shared = PyClassGuard::try_from(slf)?;
+                locked = lock(&shared.inner);
+                (&mut *locked, shared.source)
+            }
+        };
+        step(table, source)
+    };
+    decided.map_err(errors::to_py)
 }
 
 #[pymethods]
@@ -44,40 +82,39 @@ impl RateTable {
     /// Spend `cost` units of `key` if they fit; `now` defaults to `rate_clock_us()`.
     #[pyo3(signature = (key = None, cost = None, now = None))]
     fn acquire(
-        &self,
+        slf: &Bound<'_, Self>,
         key: Option<&Bound<'_, PyAny>>,
         cost: Option<&Bound<'_, PyAny>>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let (key, cost, given) = (key_arg(key)?, cost_arg(cost)?, given_now(now)?);
-        let mut table = lock(&self.inner);
-        let now = given.unwrap_or_else(clock_us);
-        let d = table.acquire(key, cost, now).map_err(errors::to_py)?;
-        Ok(Decision::from_core(d, now, self.source))
+        with_table(slf, |table, source| {
+            let now = given.unwrap_or_else(clock_us);
+            table.acquire(key, cost, now).map(|d| Decision::from_core(d, now, source))
+        })
     }
 
     /// `acquire(key, cost).allowed` on the table's clock, without building a `Decision`:
     /// the same decision and the same state change, for callers that need only yes or no.
     #[pyo3(signature = (key = None, cost = None))]
-    fn hit(&self, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn hit(slf: &Bound<'_, Self>, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let (key, cost) = (key_arg(key)?, cost_arg(cost)?);
-        let mut table = lock(&self.inner);
-        table.admit(key, cost, clock_us()).map_err(errors::to_py)
+        with_table(slf, |table, _| table.admit(key, cost, clock_us()))
     }
 
     #[pyo3(signature = (key = None, now = None))]
     fn peek(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let (key, given) = (key_arg(key)?, given_now(now)?);
-        let table = lock(&self.inner);
         let now = given.unwrap_or_else(clock_us);
-        let d = table.peek(key, now).map_err(errors::to_py)?;
-        Ok(Decision::from_core(d, now, self.source))
+        let d = lock(&self.inner).peek(key, now); // the guard drops here: errors are built unlocked
+        Ok(Decision::from_core(d.map_err(errors::to_py)?, now, self.source))
     }
 
     #[pyo3(signature = (key = None, now = None))]
     fn reset(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let (key, now) = (key_arg(key)?, now_arg(now)?);
-        lock(&self.inner).reset(key, now).map_err(errors::to_py)
+        let reset = lock(&self.inner).reset(key, now);
+        reset.map_err(errors::to_py)
     }
 
     /// Lease a block: `(granted, retry_after_us, token, start_us, end_us, remaining, now_us)`.
@@ -92,10 +129,9 @@ impl RateTable {
     ) -> PyResult<GrantRow> {
         let (key, given) = (key_arg(Some(key))?, given_now(now)?);
         let (min, max, lease) = lease_args(min_units, max_units, lease_us)?;
-        let mut table = lock(&self.inner);
         let now = given.unwrap_or_else(clock_us);
-        let g = table.lease(key, min, max, lease, now).map_err(errors::to_py)?;
-        Ok(grant_row(g, now))
+        let g = lock(&self.inner).lease(key, min, max, lease, now);
+        Ok(grant_row(g.map_err(errors::to_py)?, now))
     }
 
     /// Hand back unspent units of a leased block; returns how many were taken back.
@@ -109,8 +145,8 @@ impl RateTable {
     ) -> PyResult<u64> {
         let (key, given) = (key_arg(Some(key))?, given_now(now)?);
         let (token, units) = (sint_arg(token, "token")?, uint_arg(units, "units")?);
-        let mut table = lock(&self.inner);
-        table.refund(key, token, units, given.unwrap_or_else(clock_us)).map_err(errors::to_py)
+        let refunded = lock(&self.inner).refund(key, token, units, given.unwrap_or_else(clock_us));
+        refunded.map_err(errors::to_py)
     }
 
     #[pyo3(signature = (now = None))]
@@ -154,9 +190,9 @@ impl RateLeasePool {
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Decision>> {
         let (key, cost, given) = (key_arg(key)?, cost_arg(cost)?, given_now(now)?);
-        let mut pool = lock(&self.inner);
         let now = given.unwrap_or_else(clock_us);
-        Ok(match pool.spend(key, cost, now).map_err(errors::to_py)? {
+        let spent = lock(&self.inner).spend(key, cost, now);
+        Ok(match spent.map_err(errors::to_py)? {
             Spend::Decided(d) => Some(Decision::from_core(d, now, Source::Lease)),
             Spend::NeedBlock { .. } => None,
         })
@@ -166,8 +202,8 @@ impl RateLeasePool {
     #[pyo3(signature = (key = None, cost = None))]
     fn hit(&self, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Option<bool>> {
         let (key, cost) = (key_arg(key)?, cost_arg(cost)?);
-        let mut pool = lock(&self.inner);
-        Ok(match pool.spend(key, cost, clock_us()).map_err(errors::to_py)? {
+        let spent = lock(&self.inner).spend(key, cost, clock_us());
+        Ok(match spent.map_err(errors::to_py)? {
             Spend::Decided(d) => Some(d.allowed),
             Spend::NeedBlock { .. } => None,
         })
@@ -206,7 +242,8 @@ impl RateLeasePool {
         let (granted, token) = (uint_arg(granted, "granted")?, sint_arg(token, "token")?);
         let (start, end) = (uint_arg(start_us, "start_us")?, uint_arg(end_us, "end_us")?);
         let (sent, received) = (sint_arg(sent_at, "sent_at")?, sint_arg(received_at, "received_at")?);
-        lock(&self.inner).add(key, granted, token, start, end, sent, received).map_err(errors::to_py)
+        let added = lock(&self.inner).add(key, granted, token, start, end, sent, received);
+        added.map_err(errors::to_py)
     }
 
     #[pyo3(signature = (key = None, now = None))]
