@@ -9,17 +9,19 @@ once per driver.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import lockstep
 import pytest
 
-import lockstep
 from tests.support.redis_server import RedisServer
 
 DRIVERS = ["memory", "file", "redis", "redis+streams"]
+ConnectAs = Callable[[str], Awaitable[lockstep.Coordinator]]  #: the ``connect_as`` fixture
 _ns_counter = itertools.count()
 
 
@@ -66,3 +68,17 @@ def namespace() -> str:
 async def coord(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
     async with lockstep.connect(url, namespace=namespace, timeout=5.0) as c:
         yield c
+
+
+@pytest.fixture
+async def connect_as(url: str, namespace: str) -> AsyncIterator[ConnectAs]:
+    """``await connect_as("alice")``: another coordinator on the test's backend and namespace,
+    as member ``alice`` (stands for another process); all are closed at teardown."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def connect(member: str) -> lockstep.Coordinator:
+            return await stack.enter_async_context(
+                lockstep.connect(url, namespace=namespace, member=member, timeout=5.0)
+            )
+
+        yield connect

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import lockstep
@@ -13,17 +12,17 @@ import pytest
 from lockstep.cfn import FileConflict, FileConflictDetector, TestLockCoordinator
 from lockstep.errors import InvalidInputError
 
-
-@pytest.fixture
-async def one(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
-    async with lockstep.connect(url, namespace=namespace, member="proc-1", timeout=5.0) as c:
-        yield c
+from tests.conftest import ConnectAs
 
 
 @pytest.fixture
-async def two(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
-    async with lockstep.connect(url, namespace=namespace, member="proc-2", timeout=5.0) as c:
-        yield c
+async def one(connect_as: ConnectAs) -> lockstep.Coordinator:
+    return await connect_as("proc-1")
+
+
+@pytest.fixture
+async def two(connect_as: ConnectAs) -> lockstep.Coordinator:
+    return await connect_as("proc-2")
 
 
 async def test_test_lock_serializes_sprints_and_names_the_holder(one, two) -> None:

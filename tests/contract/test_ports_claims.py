@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import lockstep
@@ -21,23 +21,22 @@ import pytest
 from lockstep.errors import ClaimConflict, InvalidInputError, LeaseLost, LockTimeout
 from lockstep.ports import DEFAULT_PORT_RANGE, probe_port
 
-
-@pytest.fixture
-async def alice(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
-    async with lockstep.connect(url, namespace=namespace, member="alice", timeout=5.0) as c:
-        yield c
+from tests.conftest import ConnectAs
 
 
 @pytest.fixture
-async def bob(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
-    async with lockstep.connect(url, namespace=namespace, member="bob", timeout=5.0) as c:
-        yield c
+async def alice(connect_as: ConnectAs) -> lockstep.Coordinator:
+    return await connect_as("alice")
 
 
 @pytest.fixture
-async def carol(url: str, namespace: str) -> AsyncIterator[lockstep.Coordinator]:
-    async with lockstep.connect(url, namespace=namespace, member="carol", timeout=5.0) as c:
-        yield c
+async def bob(connect_as: ConnectAs) -> lockstep.Coordinator:
+    return await connect_as("bob")
+
+
+@pytest.fixture
+async def carol(connect_as: ConnectAs) -> lockstep.Coordinator:
+    return await connect_as("carol")
 
 
 def bind_all(ports: list[int]) -> list[socket.socket]:
