@@ -71,26 +71,39 @@ fn encode_batch<'py>(
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
 
-/// Turns decoded payloads into tuples, reusing the sender string across a batch.
-struct TupleBuilder<'py> {
+/// The sender's Python string, reused while consecutive messages come from one sender (the
+/// common case in a batch): one string object per run instead of one per message.
+pub(crate) struct SenderCache<'py> {
     py: Python<'py>,
-    last_sender: Option<(String, Bound<'py, PyString>)>,
+    last: Option<(String, Bound<'py, PyString>)>,
 }
 
-impl<'py> TupleBuilder<'py> {
-    fn new(py: Python<'py>) -> Self {
-        TupleBuilder { py, last_sender: None }
+impl<'py> SenderCache<'py> {
+    pub(crate) fn new(py: Python<'py>) -> Self {
+        SenderCache { py, last: None }
     }
 
-    fn sender(&mut self, name: &str) -> Bound<'py, PyString> {
-        if let Some((last, obj)) = &self.last_sender {
+    pub(crate) fn get(&mut self, name: &str) -> Bound<'py, PyString> {
+        if let Some((last, obj)) = &self.last {
             if last == name {
                 return obj.clone();
             }
         }
         let obj = PyString::new(self.py, name);
-        self.last_sender = Some((name.to_owned(), obj.clone()));
+        self.last = Some((name.to_owned(), obj.clone()));
         obj
+    }
+}
+
+/// Turns decoded payloads into tuples, reusing the sender string across a batch.
+struct TupleBuilder<'py> {
+    py: Python<'py>,
+    senders: SenderCache<'py>,
+}
+
+impl<'py> TupleBuilder<'py> {
+    fn new(py: Python<'py>) -> Self {
+        TupleBuilder { py, senders: SenderCache::new(py) }
     }
 
     fn tuple(&mut self, d: &Decoded<'_>) -> PyResult<Bound<'py, PyTuple>> {
@@ -104,7 +117,7 @@ impl<'py> TupleBuilder<'py> {
         let data = PyBytes::new(py, d.data);
         let items: [Bound<'py, PyAny>; 6] = match &d.meta {
             Some(m) => [
-                self.sender(&m.sender).into_any(),
+                self.senders.get(&m.sender).into_any(),
                 m.seq.into_bound_py_any(py)?,
                 m.ts.into_bound_py_any(py)?,
                 PyString::new(py, &m.id).into_any(),

@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::args;
+use crate::envelope::SenderCache;
 use crate::errors;
 
 /// Sender streams a decoder remembers for gap detection.
@@ -51,7 +52,7 @@ pub(super) struct Batch<'py> {
     json: Vec<u8>,
     slots: Vec<Slot<'py>>,
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
-    last_sender: Option<(String, Bound<'py, PyString>)>,
+    senders: SenderCache<'py>,
 }
 
 impl<'py> Batch<'py> {
@@ -61,18 +62,7 @@ impl<'py> Batch<'py> {
     }
 
     pub(super) fn new(py: Python<'py>) -> Self {
-        Batch { py, json: Vec::new(), slots: Vec::new(), jumps: Vec::new(), last_sender: None }
-    }
-
-    fn sender(&mut self, name: &str) -> Bound<'py, PyString> {
-        if let Some((last, obj)) = &self.last_sender {
-            if last == name {
-                return obj.clone();
-            }
-        }
-        let obj = PyString::new(self.py, name);
-        self.last_sender = Some((name.to_owned(), obj.clone()));
-        obj
+        Batch { py, json: Vec::new(), slots: Vec::new(), jumps: Vec::new(), senders: SenderCache::new(py) }
     }
 
     fn push_json(&mut self, data: &[u8]) -> Value<'py> {
@@ -100,7 +90,7 @@ impl<'py> Batch<'py> {
             Ok((decoded, codec)) => {
                 let meta = match &decoded.meta {
                     Some(m) => {
-                        let sender = self.sender(&m.sender);
+                        let sender = self.senders.get(&m.sender);
                         if let Some(tracker) = dec.tracker.as_mut() {
                             if let Some((lo, hi)) = tracker.observe(&m.sender, &m.id, m.seq) {
                                 self.jumps.push((self.slots.len(), sender.clone(), lo, hi));

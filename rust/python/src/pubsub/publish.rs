@@ -35,8 +35,7 @@ pub(super) fn pack_envelopes<'py>(
     let prefix_items: Vec<Vec<u8>> = args::bytes_or_str_items(prefix, "prefix")?;
     let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
     let run = || -> Result<(Vec<u8>, usize), CoreError> {
-        let items = pubsub::split_json_array(array)?;
-        let batch = envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)?;
+        let batch = encode_json_array(array, sender, seq_start, ts, id_prefix, max_size)?;
         let mut out = Vec::with_capacity(batch.buf.len() + batch.len() * 48);
         resp::pack_each_iter(&mut out, &prefix_args, batch.iter())?;
         Ok((out, batch.len()))
@@ -62,10 +61,20 @@ pub(super) fn encode_array<'py>(
     max_size: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
-    let run = || -> Result<envelope::EncodedBatch, CoreError> {
-        let items = pubsub::split_json_array(array)?;
-        envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)
-    };
+    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size);
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
+}
+
+/// Every item of ``array`` (a JSON array) as a JSON envelope, numbered from ``seq_start``.
+fn encode_json_array(
+    array: &[u8],
+    sender: &str,
+    seq_start: u64,
+    ts: f64,
+    id_prefix: &str,
+    max_size: usize,
+) -> Result<envelope::EncodedBatch, CoreError> {
+    let items = pubsub::split_json_array(array)?;
+    envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)
 }
