@@ -17,8 +17,11 @@ and the report gives the median ratio of those back-to-back pairs beside that of
    >= 1/2 raw. All three keep at most ``WINDOW`` messages in flight.
 2. publish only: lockstep ``publish_many`` vs ``redis-benchmark -P 16`` PUBLISH: >= 1/2.
 3. latency at a steady 1 K and 10 K msg/s: p50 and p99 (targets p99 <= 2 ms and 5 ms).
-4. redis+streams produce + consume + ack/s vs a redis-py XADD / XREADGROUP / XACK loop: >= 5x.
-   lockstep publishes, reads and acks concurrently (acks in the background, two batches
+4. redis+streams produce + consume + ack/s vs a redis-py XADD / XREADGROUP / XACK loop: >= 5x,
+   and vs a raw-socket loop (the server's own limit), on two servers: Debian's stock config
+   (``appendonly no``, where PEERS.md measured the redis-py loop) and the durable one
+   (``appendonly everysec``, where the AOF's extra XCLAIM per read entry makes the server the
+   limit for any client; the raw loop shows by how much). lockstep publishes, reads and acks concurrently (acks in the background, two batches
    at most, as a consumer keeping up with a busy stream would; ``ack_all``: one XACK per
    batch, like the baseline's); redis-py runs the loop PEERS.md measured (pipelined XADD,
    XREADGROUP, XACK, 256 at a time).
@@ -308,6 +311,28 @@ def test_latency_lockstep(benchmark: Any, server: RedisServer, rate: int) -> Non
 
 
 # -- 4. streams: produce + consume + ack ------------------------------------------------------
+#: Two server configurations. "appendonly no" is Debian's stock redis.conf, the setup PEERS.md
+#: measured the redis-py loop on. "appendonly everysec" is backends/redis.conf's durable one:
+#: there every entry a group reads is also written to the AOF as an XCLAIM (Redis persists the
+#: pending list that way), which doubles the server's work per message, so the server's CPU,
+#: not the client, sets the pace; the raw-socket loop shows that ceiling in the same run.
+STREAMS_AOF = ["no", "everysec"]
+
+
+@pytest.fixture(scope="module", params=STREAMS_AOF, ids=[f"appendonly-{a}" for a in STREAMS_AOF])
+def streams_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp(f"bench-streams-{request.param}"), appendonly=request.param) as srv:
+        if request.param == "no":  # Debian's stock snapshot rules, not the test server's every second
+            with socket.create_connection(("127.0.0.1", srv.port)) as conn:
+                conn.sendall(_core.pack_command("CONFIG", "SET", "save", "3600 1 300 100 60 10000"))
+                assert conn.recv(64) == b"+OK\r\n"
+        yield srv
+
+
+def aof_of(srv: RedisServer) -> str:
+    return str(srv.appendonly)
+
+
 async def lockstep_streams(url: str, round_no: int) -> float:
     channel = f"bench-stream-{round_no}"
     async with lockstep.connect(url, namespace="bench") as coord:
@@ -362,22 +387,69 @@ async def redispy_streams(port: int, round_no: int) -> float:
     return STREAMS_N / elapsed
 
 
+def raw_streams(port: int, round_no: int) -> float:
+    """The server's own limit, as seen from Python: each write is BATCH XADDs, one XREADGROUP
+    COUNT BATCH and the XACK of the previous read; replies parsed in bulk, payloads left
+    undecoded."""
+    key = f"bench-raw-{round_no}"
+    conn = socket.create_connection(("127.0.0.1", port))
+    parser = _core.RespParser()
+
+    def replies(count: int) -> list[Any]:
+        frames: list[Any] = []
+        while len(frames) < count:
+            parser.feed(conn.recv(1 << 20))
+            frames += parser.drain()
+        return frames
+
+    conn.sendall(_core.pack_command("XGROUP", "CREATE", key, "g", "0", "MKSTREAM"))
+    replies(1)
+    produce = _core.pack_each(("XADD", key, "*", "m"), PAYLOADS)
+    read = _core.pack_command("XREADGROUP", "GROUP", "g", "c", "COUNT", BATCH, "STREAMS", key, ">")
+    done, ids = 0, []
+    started = time.perf_counter()
+    while done < STREAMS_N:
+        conn.sendall(produce + read + (_core.pack_command("XACK", key, "g", *ids) if ids else b""))
+        frames = replies(BATCH + 1 + bool(ids))
+        entries = frames[BATCH][0][1]
+        ids = [entry_id for entry_id, _ in entries]
+        done += len(entries)
+    conn.sendall(_core.pack_command("XACK", key, "g", *ids) + _core.pack_command("DEL", key))
+    replies(2)
+    elapsed = time.perf_counter() - started
+    assert entries[-1][1] == [b"m", PAYLOADS[-1]]
+    conn.close()
+    return STREAMS_N / elapsed
+
+
 @pytest.mark.benchmark(group="redis+streams produce + consume + ack")
-def test_streams_lockstep(benchmark: Any, server: RedisServer) -> None:
+def test_streams_lockstep(benchmark: Any, streams_server: RedisServer) -> None:
     rounds = iter(range(100))
-    url = server.url(scheme="redis+streams")
-    run_rounds(benchmark, lambda: record("streams lockstep", asyncio.run(lockstep_streams(url, next(rounds)))))
+    url, aof = streams_server.url(scheme="redis+streams"), aof_of(streams_server)
+    run_rounds(benchmark, lambda: record(f"streams lockstep [{aof}]", asyncio.run(lockstep_streams(url, next(rounds)))))
 
 
 @pytest.mark.benchmark(group="redis+streams produce + consume + ack")
-def test_streams_redispy(benchmark: Any, server: RedisServer) -> None:
+def test_streams_redispy(benchmark: Any, streams_server: RedisServer) -> None:
     rounds = iter(range(100, 200))
-    url = server.url(scheme="redis+streams")
+    url, port, aof = streams_server.url(scheme="redis+streams"), streams_server.port, aof_of(streams_server)
     run_paired(
         benchmark,
-        lambda: record("streams redis-py", asyncio.run(redispy_streams(server.port, next(rounds)))),
+        lambda: record(f"streams redis-py [{aof}]", asyncio.run(redispy_streams(port, next(rounds)))),
         lambda: asyncio.run(lockstep_streams(url, next(rounds))),
-        "streams lockstep / redis-py, paired",
+        f"streams lockstep / redis-py, paired [{aof}]",
+    )
+
+
+@pytest.mark.benchmark(group="redis+streams produce + consume + ack")
+def test_streams_raw_socket(benchmark: Any, streams_server: RedisServer) -> None:
+    rounds = iter(range(200, 300))
+    url, port, aof = streams_server.url(scheme="redis+streams"), streams_server.port, aof_of(streams_server)
+    run_paired(
+        benchmark,
+        lambda: record(f"streams raw socket [{aof}]", raw_streams(port, next(rounds))),
+        lambda: asyncio.run(lockstep_streams(url, next(rounds))),
+        f"streams lockstep / raw, paired [{aof}]",
     )
 
 
@@ -447,6 +519,19 @@ def test_file_latency_at_1k(benchmark: Any, tmp_path: Path) -> None:
 
 
 # -- the report ----------------------------------------------------------------------------------
+def streams_rows(aof: str) -> list[tuple[str, float, str, str]]:
+    ours = median(f"streams lockstep [{aof}]")
+    return [
+        (f"streams, appendonly {aof}: lockstep", ours, "msg/s", ""),
+        (f"streams, appendonly {aof}: redis-py loop", median(f"streams redis-py [{aof}]"), "msg/s",
+         (f"lockstep = {ours / median(f'streams redis-py [{aof}]'):.1f}x; "
+          f"{median(f'streams lockstep / redis-py, paired [{aof}]'):.1f}x in pairs (target >= 5x)")),
+        (f"streams, appendonly {aof}: raw socket", median(f"streams raw socket [{aof}]"), "msg/s",
+         (f"lockstep = {ours / median(f'streams raw socket [{aof}]'):.2f} of raw; "
+          f"{median(f'streams lockstep / raw, paired [{aof}]'):.2f} in pairs (the server's limit)")),
+    ]  # fmt: skip
+
+
 def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
     """Medians side by side with the targets (printed even without -s)."""
     rows = [
@@ -464,10 +549,8 @@ def test_zz_report(capsys: pytest.CaptureFixture[str]) -> None:
          f"p99 {median('latency p99 at 1000/s') * 1000:.2f} ms (target <= 2 ms)"),
         ("latency at 10 K msg/s", median("latency p50 at 10000/s") * 1000, "ms p50",
          f"p99 {median('latency p99 at 10000/s') * 1000:.2f} ms (target <= 5 ms)"),
-        ("streams produce+consume+ack: lockstep", median("streams lockstep"), "msg/s", ""),
-        ("streams: redis-py loop", median("streams redis-py"), "msg/s",
-         (f"lockstep = {median('streams lockstep') / median('streams redis-py'):.1f}x; "
-          f"{median('streams lockstep / redis-py, paired'):.1f}x in pairs (target >= 5x)")),
+        *streams_rows("no"),
+        *streams_rows("everysec"),
         ("file: delivered between 2 processes", median("file delivered"), "msg/s", "target >= 50,000"),
         ("file: latency at 1 K msg/s", median("file latency p50 at 1000/s") * 1000, "ms p50",
          f"p99 {median('file latency p99 at 1000/s') * 1000:.2f} ms (target <= 10 ms)"),

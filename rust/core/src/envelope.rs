@@ -21,6 +21,8 @@ use std::borrow::Cow;
 
 use crate::error::CoreError;
 use crate::names::validate_name;
+use crate::resp::write_header;
+pub use wire_json::DataCheck;
 
 /// Default size limit of one envelope (or foreign payload), in bytes: 1 MiB.
 pub const DEFAULT_MAX_SIZE: usize = 1 << 20;
@@ -116,7 +118,8 @@ fn check_meta(meta: &Meta<'_>) -> Result<(), CoreError> {
 }
 
 /// Append one envelope to `out`. `meta` must already be checked (names, ts), and
-/// `ts_text` be `meta.ts` formatted for JSON.
+/// `ts_text` be `meta.ts` formatted for JSON. With a `command_head` (see [`Layout`]) the
+/// envelope is written as that command's last bulk argument.
 fn write_one(
     codec: Codec,
     out: &mut Vec<u8>,
@@ -124,22 +127,50 @@ fn write_one(
     meta: &Meta<'_>,
     ts_text: &str,
     max_size: usize,
+    layout: Layout<'_>,
 ) -> Result<(), CoreError> {
-    match codec {
-        Codec::Json => wire_json::check_data(data)?,
-        Codec::Msgpack => wire_msgpack::check_data(data)?,
+    match (codec, layout.data_check) {
+        (Codec::Json, DataCheck::Full) => wire_json::check_data(data)?,
+        (Codec::Json, DataCheck::Shape) => wire_json::check_shape(data)?,
+        (Codec::Msgpack, _) => wire_msgpack::check_data(data)?,
     }
     let size = match codec {
         Codec::Json => wire_json::encoded_len(data, meta, ts_text),
         Codec::Msgpack => wire_msgpack::encoded_len(data, meta),
     };
     check_size(size, max_size)?;
-    out.reserve(size);
+    out.reserve(size + layout.command_head.len() + 24);
+    if !layout.command_head.is_empty() {
+        out.extend_from_slice(layout.command_head);
+        write_header(out, b'$', size);
+    }
     match codec {
         Codec::Json => wire_json::write(out, data, meta, ts_text),
         Codec::Msgpack => wire_msgpack::write(out, data, meta),
     }
+    if !layout.command_head.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    }
     Ok(())
+}
+
+/// How [`encode_batch_into`] writes and checks each envelope.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout<'a> {
+    /// Written before each envelope, which then follows as one more bulk string: the array
+    /// header and leading arguments of a command (`*3 $7 PUBLISH $n <channel>`, see
+    /// [`crate::resp::each_head`]), so the batch is a pipeline of commands ready to send.
+    /// Empty: the envelopes alone, back to back.
+    pub command_head: &'a [u8],
+    /// How much of each JSON `data` is checked. `Shape` is for data cut from a JSON array
+    /// a JSON encoder produced (see [`crate::pubsub::split_json_array`]): it cannot spill
+    /// into the envelope's own fields, and a receiver parses it strictly anyway.
+    pub data_check: DataCheck,
+}
+
+impl Layout<'_> {
+    /// Envelopes alone, each data fully checked.
+    pub const BARE: Layout<'static> = Layout { command_head: b"", data_check: DataCheck::Full };
 }
 
 /// Encode one envelope around `data` (already encoded in `codec`'s format).
@@ -147,7 +178,7 @@ pub fn encode(codec: Codec, data: &[u8], meta: &Meta<'_>, max_size: usize) -> Re
     check_meta(meta)?;
     let mut ts_text = ryu::Buffer::new();
     let mut out = Vec::new();
-    write_one(codec, &mut out, data, meta, ts_text.format_finite(meta.ts), max_size)?;
+    write_one(codec, &mut out, data, meta, ts_text.format_finite(meta.ts), max_size, Layout::BARE)?;
     Ok(out)
 }
 
@@ -185,6 +216,22 @@ pub fn encode_batch(
     id_prefix: &str,
     max_size: usize,
 ) -> Result<EncodedBatch, CoreError> {
+    encode_batch_into(codec, datas, sender, seq_start, ts, id_prefix, max_size, Layout::BARE)
+}
+
+/// [`encode_batch`] written as `layout` says (e.g. each envelope inside its `PUBLISH`
+/// command, so the buffer goes to the socket as it is).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_batch_into(
+    codec: Codec,
+    datas: &[&[u8]],
+    sender: &str,
+    seq_start: u64,
+    ts: f64,
+    id_prefix: &str,
+    max_size: usize,
+    layout: Layout<'_>,
+) -> Result<EncodedBatch, CoreError> {
     let count = u64::try_from(datas.len()).unwrap_or(u64::MAX);
     let last_seq = match count.checked_sub(1) {
         None => return Ok(EncodedBatch::default()),
@@ -198,7 +245,8 @@ pub fn encode_batch(
     id.push_str(itoa::Buffer::new().format(last_seq));
     check_meta(&Meta { sender: Cow::Borrowed(sender), seq: last_seq, ts, id: Cow::Borrowed(&id) })?;
 
-    let total: usize = datas.iter().map(|d| d.len() + 64 + sender.len() + id.len()).sum();
+    let per_item = 64 + sender.len() + id.len() + layout.command_head.len() + 24;
+    let total: usize = datas.iter().map(|d| d.len() + per_item).sum();
     let mut batch = EncodedBatch { buf: Vec::with_capacity(total), ends: Vec::with_capacity(datas.len()) };
     let mut ts_buffer = ryu::Buffer::new();
     let ts_text = ts_buffer.format_finite(ts);
@@ -207,7 +255,7 @@ pub fn encode_batch(
         id.truncate(id_prefix.len());
         id.push_str(itoa::Buffer::new().format(seq));
         let meta = Meta { sender: Cow::Borrowed(sender), seq, ts, id: Cow::Borrowed(&id) };
-        write_one(codec, &mut batch.buf, data, &meta, ts_text, max_size).map_err(|e| at_index(e, index))?;
+        write_one(codec, &mut batch.buf, data, &meta, ts_text, max_size, layout).map_err(|e| at_index(e, index))?;
         batch.ends.push(batch.buf.len());
         seq = seq.wrapping_add(1);
     }

@@ -5,7 +5,8 @@ mod common;
 use std::borrow::Cow;
 
 use common::XorShift;
-use lockstep_core::envelope::{self, Codec, Kind, Meta, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{self, Codec, DataCheck, Kind, Layout, Meta, DEFAULT_MAX_SIZE};
+use lockstep_core::resp::{self, Arg, Reply, RespParser};
 use lockstep_core::CoreError;
 
 fn meta<'a>(sender: &'a str, seq: u64, ts: f64, id: &'a str) -> Meta<'a> {
@@ -87,6 +88,28 @@ fn batch_numbers_seq_and_ids_from_the_start() {
         // a batch is the same bytes as one encode per item
         let one = envelope::encode(codec, datas[1], &meta("me", 99, 5.5, "r4nd-99"), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(batch.iter().nth(1).unwrap(), &one[..]);
+    }
+}
+
+#[test]
+fn a_framed_batch_is_one_command_per_envelope() {
+    let datas: Vec<&[u8]> = vec![b"1", br#"{"s":"a,b]"}"#];
+    let head = resp::each_head(&[Arg::Bytes(b"PUBLISH"), Arg::Bytes(b"chan")]).unwrap();
+    let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
+    let framed =
+        envelope::encode_batch_into(Codec::Json, &datas, "me", 7, 1.5, "p-", DEFAULT_MAX_SIZE, layout).unwrap();
+    let bare = envelope::encode_batch(Codec::Json, &datas, "me", 7, 1.5, "p-", DEFAULT_MAX_SIZE).unwrap();
+    let mut parser = RespParser::new(resp::DEFAULT_MAX_BULK, resp::DEFAULT_MAX_DEPTH).unwrap();
+    parser.feed(&framed.buf).unwrap();
+    for env in bare.iter() {
+        let reply = parser.next_reply().unwrap().unwrap();
+        assert_eq!(reply, Reply::Array(vec![Reply::Bulk(b"PUBLISH"), Reply::Bulk(b"chan"), Reply::Bulk(env)]));
+    }
+    assert!(parser.next_reply().unwrap().is_none());
+    // data cut from an encoder's array is checked for its shape: nothing can spill out of it
+    for bad in [&b"{\"open"[..], b"[1", b"1,2", b"\"a\":1", b""] {
+        let err = envelope::encode_batch_into(Codec::Json, &[bad], "me", 1, 0.0, "p-", DEFAULT_MAX_SIZE, layout);
+        assert!(reason(err.unwrap_err()).starts_with("item 0: data is not shaped like one JSON value"));
     }
 }
 

@@ -40,6 +40,14 @@ pub fn check_data(data: &[u8]) -> Result<(), CoreError> {
     }
 }
 
+/// [`DataCheck::Shape`] of data about to be written: it stays one value inside the envelope.
+pub fn check_shape(data: &[u8]) -> Result<(), CoreError> {
+    if one_value_shape(data) && std::str::from_utf8(data).is_ok() {
+        return Ok(());
+    }
+    Err(CoreError::envelope("data is not shaped like one JSON value (unclosed string or bracket, or a top-level comma)"))
+}
+
 /// `ts_text` is `meta.ts` already formatted (once per batch: the ts is shared).
 pub fn encoded_len(data: &[u8], meta: &Meta<'_>, ts_text: &str) -> usize {
     FIXED + meta.id.len() + meta.sender.len() + itoa::Buffer::new().format(meta.seq).len() + ts_text.len() + data.len()

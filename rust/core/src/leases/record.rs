@@ -134,6 +134,7 @@ pub fn encode_record(res: &Resource, boot: &str, resource: &str) -> Result<Vec<u
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn sample() -> Resource {

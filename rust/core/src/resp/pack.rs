@@ -10,7 +10,8 @@ pub enum Arg<'a> {
     UInt(u64),
 }
 
-fn write_header(out: &mut Vec<u8>, kind: u8, len: usize) {
+/// `<kind><len>\r\n`: an array (`*`) or bulk string (`$`) header.
+pub(crate) fn write_header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.push(kind);
     out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -71,6 +72,19 @@ pub fn pack_each_iter<'i>(
     prefix: &[Arg<'_>],
     items: impl Iterator<Item = &'i [u8]> + Clone,
 ) -> Result<(), CoreError> {
+    let head = each_head(prefix)?;
+    let (count, body) = items.clone().fold((0, 0), |(n, b), p| (n + 1, b + p.len() + 16));
+    out.reserve(head.len() * count + body);
+    for item in items {
+        out.extend_from_slice(&head);
+        write_bulk(out, item);
+    }
+    Ok(())
+}
+
+/// What [`pack_each`] writes before each item: the array header (`prefix` and one more
+/// argument) and the prefix's bulk strings. The item then follows as one bulk string.
+pub fn each_head(prefix: &[Arg<'_>]) -> Result<Vec<u8>, CoreError> {
     if prefix.is_empty() {
         return Err(CoreError::InvalidArgument { reason: "pack_each needs a command name in its prefix".into() });
     }
@@ -83,13 +97,7 @@ pub fn pack_each_iter<'i>(
             Arg::UInt(u) => write_bulk(&mut head, itoa::Buffer::new().format(u).as_bytes()),
         }
     }
-    let (count, body) = items.clone().fold((0, 0), |(n, b), p| (n + 1, b + p.len() + 16));
-    out.reserve(head.len() * count + body);
-    for item in items {
-        out.extend_from_slice(&head);
-        write_bulk(out, item);
-    }
-    Ok(())
+    Ok(head)
 }
 
 #[cfg(test)]

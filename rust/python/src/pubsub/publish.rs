@@ -1,7 +1,7 @@
 //! The publish hot path: a batch's data (one JSON array, as msgspec encodes a list) to
 //! envelopes and RESP commands in one call, with no Python object per message.
 
-use lockstep_core::envelope::{self, Codec, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{self, Codec, DataCheck, Layout, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub;
 use lockstep_core::resp;
 use lockstep_core::CoreError;
@@ -34,14 +34,11 @@ pub(super) fn pack_envelopes<'py>(
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
     let prefix_items: Vec<Vec<u8>> = args::bytes_or_str_items(prefix, "prefix")?;
     let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
-    let run = || -> Result<(Vec<u8>, usize), CoreError> {
-        let batch = encode_json_array(array, sender, seq_start, ts, id_prefix, max_size)?;
-        let mut out = Vec::with_capacity(batch.buf.len() + batch.len() * 48);
-        resp::pack_each_iter(&mut out, &prefix_args, batch.iter())?;
-        Ok((out, batch.len()))
-    };
-    let (out, count) = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
-    Ok((PyBytes::new(py, &out), count))
+    let head = resp::each_head(&prefix_args).map_err(errors::to_py)?;
+    let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
+    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size, layout);
+    let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    Ok((PyBytes::new(py, &batch.buf), batch.len()))
 }
 
 /// The envelopes of every item of ``array`` (a JSON array), for stores that keep them one by
@@ -61,12 +58,14 @@ pub(super) fn encode_array<'py>(
     max_size: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
-    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size);
+    let layout = Layout { command_head: b"", data_check: DataCheck::Shape };
+    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size, layout);
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
 
-/// Every item of ``array`` (a JSON array) as a JSON envelope, numbered from ``seq_start``.
+/// Every item of ``array`` (a JSON array a JSON encoder produced) as a JSON envelope,
+/// numbered from ``seq_start``, written as `layout` says.
 fn encode_json_array(
     array: &[u8],
     sender: &str,
@@ -74,7 +73,8 @@ fn encode_json_array(
     ts: f64,
     id_prefix: &str,
     max_size: usize,
+    layout: Layout<'_>,
 ) -> Result<envelope::EncodedBatch, CoreError> {
     let items = pubsub::split_json_array(array)?;
-    envelope::encode_batch(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size)
+    envelope::encode_batch_into(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size, layout)
 }
