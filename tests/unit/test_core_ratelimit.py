@@ -191,6 +191,81 @@ def test_hit_is_acquire_without_the_decision() -> None:
     assert table.live_keys() == 0, "refused calls spent nothing"
 
 
+def test_the_last_key_cache_follows_resets_and_moved_slots() -> None:
+    """``hit`` and ``acquire`` go straight to the slot of the key they saw last (the same
+    ``str`` object, asked twice in a row); a reset of that key, or of another (whose hole
+    the table fills by moving its last slot), must send them back to a lookup."""
+    table = _core.RateTable(rule("2/hour", "sliding_window"))
+    hammered = "hammered"
+    assert [table.hit(hammered) for _ in range(3)] == [True, True, False]
+    assert table.reset(hammered) is True
+    assert [table.hit(hammered) for _ in range(3)] == [True, True, False]
+    for key in ("a", "b"):
+        assert table.hit(key)
+    last = "c"  # stored last: removing "a" moves it into a's slot
+    assert [table.hit(last), table.hit(last)] == [True, True]
+    assert table.reset("a") is True
+    assert [table.hit(last), table.acquire(last).remaining, table.peek(last).remaining] == [False, 0, 0]
+    assert table.hit("a") and table.peek("b").allowed and not table.hit(hammered)
+
+
+def test_keys_are_their_text_whatever_object_or_hash() -> None:
+    """The table hashes a key by the hash Python keeps for its text: a ``str`` subclass
+    with a hash of its own still names the same key as the plain text."""
+
+    class OddHash(str):
+        def __hash__(self) -> int:
+            return 7
+
+    table = _core.RateTable(rule("2/hour", "sliding_window"))
+    assert [table.hit(OddHash("k")), table.hit("k"), table.hit(OddHash("k")), table.acquire("k").allowed] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    # peek's `remaining` counts what is left after a request of 1: 2 unspent is 1 left
+    assert table.reset(OddHash("k")) is True and table.peek("k").remaining == 1
+    long_key = "a-key-longer-than-twenty-three-bytes"
+    assert table.hit(long_key) and table.hit(long_key[:-1] + "s") and table.peek(long_key).remaining == 0
+    assert table.hit() and table.peek("default").remaining == 0 and table.peek("fresh").remaining == 1
+
+
+def test_thousands_of_keys_keep_their_own_state() -> None:
+    """Growing the table (its index is rebuilt, its slots are not moved) and sweeping idle
+    keys lose no key's state."""
+    table = _core.RateTable(rule("3/second", "sliding_window"))
+    keys = [f"user:{i}" for i in range(5_000)]
+    for i, key in enumerate(keys):
+        for _ in range(1 + i % 3):
+            table.acquire(key, 1, T0)
+    # peek's `remaining` counts what is left after a request of 1
+    assert [table.peek(key, T0).remaining for key in keys[:6]] == [1, 0, 0, 1, 0, 0]
+    assert all(table.peek(key, T0).allowed == (i % 3 < 2) for i, key in enumerate(keys))
+    # a second later every key is idle: new keys sweep them out, and the rest still decide
+    for key in (f"later:{i}" for i in range(12_000)):
+        table.acquire(key, 1, T0 + 2 * SECOND)
+    assert table.live_keys(T0 + 2 * SECOND) == 12_000
+    assert table.acquire(keys[2], 3, T0 + 2 * SECOND).allowed and table.peek(keys[2], T0 + 2 * SECOND).remaining == 0
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_a_hammered_key_on_the_real_clock_gets_exactly_its_rate(algorithm: str) -> None:
+    """Hammered on the table's own clock, ``hit`` refuses most calls without reading the
+    clock (when the key surely cannot pass before its next free moment); it must still
+    admit exactly what the rate allows: 2 per second over 1.3 s is 4 (sliding window: 2 at
+    once, 2 more a second later) or 3 (GCRA: one every 500 ms)."""
+    table = _core.RateTable(rule("2/second", algorithm))
+    key, admitted = "hammered", []
+    stop = _core.rate_clock_us() + 1_300_000
+    while (before := _core.rate_clock_us()) < stop:
+        if table.hit(key):
+            admitted.append(before)
+    assert len(admitted) == (4 if algorithm == "sliding_window" else 3), admitted
+    gaps = [b - a for a, b in zip(admitted, admitted[1:])]
+    if algorithm == "gcra":
+        assert all(gap >= 490_000 for gap in gaps), gaps  # read before the stamp: slack for a preemption
+    else:
+        assert admitted[2] - admitted[0] >= 990_000 and admitted[3] - admitted[1] >= 990_000, gaps
+
+
 # -- stored states (the SQLite driver's path) -----------------------------------------------
 def test_state_round_trips_and_expires() -> None:
     r = rule("2/second", "sliding_window")

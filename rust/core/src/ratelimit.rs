@@ -26,8 +26,11 @@
 
 mod codec;
 pub mod gcra;
+mod key;
 pub mod lease;
+pub mod log;
 mod parse;
+mod slots;
 pub mod table;
 pub mod window;
 
@@ -36,7 +39,7 @@ use crate::error::CoreError;
 pub use codec::KeyState;
 pub use lease::{LeasePool, Spend};
 pub use parse::parse_rate;
-pub use table::RateTable;
+pub use table::{HashedKey, RateTable, SlotRef, TableKey};
 
 /// Largest `limit` (units per period) accepted.
 pub const MAX_LIMIT: u64 = 1_000_000_000;
@@ -216,7 +219,7 @@ pub fn format_period(period_us: u64) -> String {
     const UNITS: [(u64, &str); 5] =
         [(86_400_000_000, "d"), (3_600_000_000, "h"), (60_000_000, "m"), (1_000_000, "s"), (1_000, "ms")];
     for (size, unit) in UNITS {
-        if period_us % size == 0 {
+        if period_us.is_multiple_of(size) {
             return format!("{}{unit}", period_us / size);
         }
     }

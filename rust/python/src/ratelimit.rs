@@ -1,14 +1,15 @@
 //! Rate limits over `lockstep_core::ratelimit`: `RateRule` (one configuration, plus
 //! stateless steps on a stored state for the SQLite driver; `rule.rs`), `RateTable` (many
 //! keys in memory: the memory driver and the local fallback) and `RateLeasePool` (leased
-//! units spent locally; both in `tables.rs`), `Decision`, and `rate_clock_us`, the one
-//! clock all of them default to.
+//! units spent locally; both in `tables.rs`, the table's hot path in `local.rs`),
+//! `Decision`, and `rate_clock_us`, the one clock all of them default to.
 //!
 //! Tables and pools keep their state behind a mutex (`RateTable`'s hot path takes its
 //! exclusive borrow instead; see there), so any number of Python threads may share one;
-//! nothing inside the lock calls back into Python. The hot path
-//! (`RateTable.acquire` on a known key) allocates nothing but the returned `Decision`.
+//! nothing inside the lock runs Python code. The hot path (`RateTable.acquire` on a
+//! known key) allocates nothing but the returned `Decision`; `RateTable.hit` nothing.
 
+mod local;
 mod rule;
 mod tables;
 
@@ -34,7 +35,20 @@ pub(crate) fn clock_us() -> i64 {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
         (Instant::now(), i64::try_from(unix).unwrap_or(0))
     });
-    unix.saturating_add(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX))
+    // whole seconds and microseconds, not `as_micros` (a 128-bit product on every decision)
+    let since = start.elapsed();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX / 2_000_000);
+    unix.saturating_add(secs * 1_000_000 + i64::from(since.subsec_micros()))
+}
+
+static TICKS: OnceLock<quanta::Clock> = OnceLock::new();
+
+/// The CPU's cycle counter (the TSC on x86, read without a fence; where there is none,
+/// quanta falls back to the monotonic clock). Never a time: only a measure of how much
+/// time has passed, to bound the clock from above (see `tables::ClockBound`). Calibrated
+/// once per process by quanta (well under a millisecond), at first use.
+pub(crate) fn ticks() -> u64 {
+    TICKS.get_or_init(quanta::Clock::new).raw()
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,7 +107,11 @@ pub(crate) fn key_arg<'a>(obj: Option<&'a Bound<'_, PyAny>>) -> PyResult<&'a str
     let bad = |reason: String| {
         errors::to_py(CoreError::InvalidName { what: "rate-limit key".into(), name: shown(obj), reason })
     };
-    let text = obj.cast::<PyString>().map_err(|_| bad("it is not a string".into()))?;
+    // an exact `str` is told by its type pointer; the subclass check calls into Python
+    let text = match obj.cast_exact::<PyString>() {
+        Ok(text) => text,
+        Err(_) => obj.cast::<PyString>().map_err(|_| bad("it is not a string".into()))?,
+    };
     text.to_str().map_err(|_| bad("it is not valid Unicode".into()))
 }
 

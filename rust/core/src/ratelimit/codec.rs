@@ -33,10 +33,16 @@ impl KeyState {
     pub fn acquire(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> Result<Decision, CoreError> {
         cfg.check_cost(cost)?;
         check_now(now)?;
-        Ok(match self {
+        Ok(self.acquire_checked(cfg, cost, now))
+    }
+
+    /// `acquire` once `cost` and `now` are known to be in range.
+    #[inline]
+    pub(crate) fn acquire_checked(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> Decision {
+        match self {
             KeyState::Gcra(s) => s.acquire(cfg, cost, now),
             KeyState::Window(s) => s.acquire(cfg, cost, now),
-        })
+        }
     }
 
     /// `acquire(cfg, cost, now)?.allowed` with the same change of state, without the rest of
@@ -45,10 +51,29 @@ impl KeyState {
     pub fn admit(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> Result<bool, CoreError> {
         cfg.check_cost(cost)?;
         check_now(now)?;
-        Ok(match self {
+        Ok(self.admit_checked(cfg, cost, now))
+    }
+
+    /// `admit` once `cost` and `now` are known to be in range: a plain bool, no `Result` to
+    /// carry out of the hot path.
+    #[inline]
+    pub(crate) fn admit_checked(&mut self, cfg: &RateConfig, cost: u64, now: i64) -> bool {
+        match self {
             KeyState::Gcra(s) => s.acquire(cfg, cost, now).allowed,
             KeyState::Window(s) => s.admit(cfg, cost, now),
-        })
+        }
+    }
+
+    /// A time before which a request of `cost` is refused at any `now` (so a caller that
+    /// can bound its clock from above may refuse without reading it; a refusal changes no
+    /// state). None when the cost is invalid or no such time is known.
+    #[inline]
+    pub fn refused_before(&self, cfg: &RateConfig, cost: u64) -> Option<i64> {
+        cfg.check_cost(cost).ok()?;
+        match self {
+            KeyState::Gcra(s) => Some(s.refused_before(cfg, cost)),
+            KeyState::Window(s) => s.refused_before(cfg, cost),
+        }
     }
 
     /// What a cost-1 request would get now, without changing anything.
@@ -107,7 +132,7 @@ impl KeyState {
             KeyState::Window(s) => {
                 let n = u32::try_from(s.entries.len()).unwrap_or(u32::MAX);
                 out.extend_from_slice(&n.to_le_bytes());
-                for (expiry, units) in &s.entries {
+                for (expiry, units) in s.entries.iter() {
                     out.extend_from_slice(&expiry.to_le_bytes());
                     out.extend_from_slice(&units.to_le_bytes());
                 }
@@ -152,7 +177,7 @@ impl KeyState {
                     if expiry <= last || units == 0 || window.used.saturating_add(units) > limit {
                         return Err(damaged("its log entries are out of order, empty or over the limit"));
                     }
-                    window.entries.insert(expiry, units);
+                    window.entries.add(expiry, units);
                     window.used += units;
                     last = expiry;
                 }

@@ -37,6 +37,14 @@ impl Gcra {
         decision
     }
 
+    /// A time before which a request of `cost` is refused whatever `now` is (it is refused
+    /// exactly when `now < tat + cost*T - tau`; at or after `tat` every valid cost passes).
+    #[inline]
+    pub fn refused_before(&self, cfg: &RateConfig, cost: u64) -> i64 {
+        let (t, tau) = Self::interval(cfg);
+        self.tat.saturating_add(to_i64(cost).saturating_mul(t)).saturating_sub(tau)
+    }
+
     /// What `acquire` would answer, without changing anything.
     pub fn decide(&self, cfg: &RateConfig, cost: u64, now: i64) -> Decision {
         let (t, tau) = Self::interval(cfg);

@@ -4,7 +4,8 @@ use super::gcra::Gcra;
 use super::window::Window;
 use super::*;
 
-struct Rng(u64);
+/// xorshift: reproducible pseudo-random traffic (shared with `log.rs`' and `slots.rs`' tests)
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -14,7 +15,7 @@ impl Rng {
         self.0
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -329,5 +330,34 @@ fn admit_is_acquire_without_the_decision() {
         }
         assert_eq!(by_admit.peek("a", now), by_acquire.peek("a", now), "the same state");
         assert!(by_admit.admit("bad key", 1, now).is_err() && by_admit.admit("a", 0, now).is_err());
+    }
+}
+
+#[test]
+fn refused_before_only_promises_refusals() {
+    let mut rng = Rng(77);
+    for c in [
+        cfg(Algorithm::SlidingWindow, 5, 1_000_000, None),
+        cfg(Algorithm::SlidingWindow, 3000, 1_000_000, None),
+        cfg(Algorithm::Gcra, 7, 1_000_000, Some(3)),
+        cfg(Algorithm::Gcra, 50, 1_000_000, None),
+    ] {
+        let mut state = KeyState::new(&c);
+        let (mut now, mut proven) = (T0, 0);
+        for _ in 0..20_000 {
+            now += i64::try_from(rng.below(if c.limit > 100 { 300 } else { 40_000 })).unwrap_or(0);
+            let _ = state.admit(&c, 1 + rng.below(c.capacity().min(4)), now);
+            let cost = 1 + rng.below(c.capacity().min(4));
+            if let Some(until) = state.refused_before(&c, cost) {
+                let at = now + i64::try_from(rng.below(60_000)).unwrap_or(0);
+                if at < until {
+                    assert_eq!(state.clone().admit(&c, cost, at), Ok(false), "{c:?}: refused before {until}, asked at {at}");
+                    proven += 1;
+                }
+            }
+        }
+        assert!(proven > 1000, "{c:?}: {proven}");
+        assert_eq!(state.refused_before(&c, 0), None);
+        assert_eq!(state.refused_before(&c, c.capacity() + 1), None);
     }
 }

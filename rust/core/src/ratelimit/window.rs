@@ -11,44 +11,42 @@
 //! from that entry (found by its expiry, the lease's token). Expiries are rounded up to
 //! the configured granularity, so a unit may count a little longer, never shorter.
 
-use std::collections::BTreeMap;
-
+use super::log::Log;
 use super::{non_negative, to_i64, Decision, Grant, RateConfig};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Window {
     /// expiry (microseconds) -> units admitted that expire then
-    pub entries: BTreeMap<i64, u64>,
+    pub entries: Log,
     /// the sum of `entries`' units
     pub used: u64,
 }
 
 impl Window {
+    #[inline]
     fn expiry(cfg: &RateConfig, at: i64) -> i64 {
         let g = to_i64(cfg.granularity_us());
         let raw = at.saturating_add(to_i64(cfg.period_us));
+        if g == 1 {
+            return raw; // the usual case; spares a division on every admission
+        }
         raw.saturating_add(g - 1) / g * g
     }
 
     /// Drop expired entries.
+    #[inline]
     pub fn purge(&mut self, now: i64) {
-        while let Some(entry) = self.entries.first_entry() {
-            if *entry.key() > now {
-                break;
-            }
-            self.used = self.used.saturating_sub(entry.remove());
-        }
+        self.used = self.used.saturating_sub(self.entries.purge_through(now));
     }
 
     fn live_used(&self, now: i64) -> u64 {
-        let expired: u64 = self.entries.range(..=now).map(|(_, c)| *c).sum();
-        self.used.saturating_sub(expired)
+        self.used.saturating_sub(self.entries.units_through(now))
     }
 
     /// The earliest time at which the live units drop to `target` or below.
     fn freed_at(&self, now: i64, target: u64) -> i64 {
         let mut live = self.live_used(now);
-        for (&expiry, &cost) in self.entries.range(now.saturating_add(1)..) {
+        for (expiry, cost) in self.entries.after(now) {
             if live <= target {
                 break;
             }
@@ -61,11 +59,12 @@ impl Window {
     }
 
     fn reset_after(&self, now: i64) -> u64 {
-        self.entries.last_key_value().map_or(0, |(&e, _)| non_negative(e - now))
+        self.entries.last_expiry().map_or(0, |e| non_negative(e - now))
     }
 
+    #[inline]
     fn add(&mut self, expiry: i64, units: u64) {
-        *self.entries.entry(expiry).or_insert(0) += units;
+        self.entries.add(expiry, units);
         self.used += units;
     }
 
@@ -90,6 +89,17 @@ impl Window {
             self.add(Self::expiry(cfg, now), cost);
         }
         allowed
+    }
+
+    /// A time before which a request of `cost` is refused whatever `now` is: while no
+    /// logged unit has expired the log holds `used` live units, so when those and `cost`
+    /// overflow the limit, every `now` before the first expiry refuses. None: no such time.
+    #[inline]
+    pub fn refused_before(&self, cfg: &RateConfig, cost: u64) -> Option<i64> {
+        if self.used.saturating_add(cost) <= cfg.limit {
+            return None;
+        }
+        self.entries.first_expiry()
     }
 
     /// What `acquire` would answer, without changing anything.
@@ -133,12 +143,7 @@ impl Window {
     /// Remove up to `units` unspent units from the entry expiring at `token`.
     pub fn refund(&mut self, token: i64, units: u64, now: i64) -> u64 {
         self.purge(now);
-        let Some(cost) = self.entries.get_mut(&token) else { return 0 };
-        let back = units.min(*cost);
-        *cost -= back;
-        if *cost == 0 {
-            self.entries.remove(&token);
-        }
+        let back = self.entries.take(token, units);
         self.used = self.used.saturating_sub(back);
         back
     }

@@ -4,9 +4,9 @@
 use std::sync::{Mutex, PoisonError};
 
 use lockstep_core::ratelimit::{self as rl, Algorithm, Spend};
-use lockstep_core::CoreError;
 use pyo3::prelude::*;
 
+use super::local::{key_and_cost, table_key, Local};
 use super::rule::{grant_row, lease_args, GrantRow};
 use super::{clock_us, cost_arg, key_arg, lock, now_arg, sint_arg, uint_arg, Decision, RateRule, Source};
 use crate::errors;
@@ -24,11 +24,14 @@ fn given_now(now: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
 /// table through `Mutex::get_mut`, which needs no locking; that is one atomic
 /// read-modify-write less than locking the mutex. Every other method (and those two, should
 /// the exclusive borrow be refused) goes through the mutex on a shared borrow, as before.
+/// Behind the mutex is `local::Local`: the core table, the last key decided on (a hammered
+/// key goes straight to its slot) and the clock bound that lets `hit` refuse a hammered
+/// key without reading the clock.
 #[pyclass(module = "lockstep._core", name = "RateTable")]
 pub struct RateTable {
     rule: RateRule,
     source: Source,
-    inner: Mutex<rl::RateTable>,
+    inner: Mutex<Local>,
 }
 
 /// `step` on the table (and the source its decisions name). The exclusive borrow is taken
@@ -37,10 +40,7 @@ pub struct RateTable {
 /// refused only when another call sits inside a `&self` method, whose own argument
 /// conversion may run Python code (a bad key's `__repr__`); this one then takes the mutex.
 #[inline]
-fn with_table<T>(
-    slf: &Bound<'_, RateTable>,
-    step: impl FnOnce(&mut rl::RateTable, Source) -> Result<T, CoreError>,
-) -> PyResult<T> {
+fn with_table<T>(slf: &Bound<'_, RateTable>, step: impl FnOnce(&mut Local, Source) -> T) -> PyResult<T> {
     let decided = {
         // guards borrowed from `slf` (no reference count taken), declared before `table`
         let (mut exclusive, shared);
@@ -59,7 +59,7 @@ fn with_table<T>(
         };
         step(table, source)
     };
-    decided.map_err(errors::to_py)
+    Ok(decided)
 }
 
 #[pymethods]
@@ -70,7 +70,7 @@ impl RateTable {
         Ok(RateTable {
             rule: rule.clone(),
             source: Source::parse(source)?,
-            inner: Mutex::new(rl::RateTable::new(rule.cfg)),
+            inner: Mutex::new(Local::new(rl::RateTable::new(rule.cfg))),
         })
     }
 
@@ -87,33 +87,40 @@ impl RateTable {
         cost: Option<&Bound<'_, PyAny>>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let (key, cost, given) = (key_arg(key)?, cost_arg(cost)?, given_now(now)?);
-        with_table(slf, |table, source| {
+        let ((key_in, cost), given) = (key_and_cost(key, cost)?, given_now(now)?);
+        let decided = with_table(slf, |local, source| {
             let now = given.unwrap_or_else(clock_us);
-            table.acquire(key, cost, now).map(|d| Decision::from_core(d, now, source))
-        })
+            let decided = local.spend(
+                key_in,
+                |table, at| table.acquire_at(at, cost, now),
+                |table, key| table.acquire_keyed(key, cost, now),
+            );
+            decided.map(|d| Decision::from_core(d, now, source))
+        })?;
+        decided.map_err(|refused| refused.into_py(key))
     }
 
     /// `acquire(key, cost).allowed` on the table's clock, without building a `Decision`:
     /// the same decision and the same state change, for callers that need only yes or no.
     #[pyo3(signature = (key = None, cost = None))]
     fn hit(slf: &Bound<'_, Self>, key: Option<&Bound<'_, PyAny>>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let (key, cost) = (key_arg(key)?, cost_arg(cost)?);
-        with_table(slf, |table, _| table.admit(key, cost, clock_us()))
+        let (key_in, cost) = key_and_cost(key, cost)?;
+        let decided = with_table(slf, |local, _| local.hit(key_in, cost))?;
+        decided.map_err(|refused| refused.into_py(key))
     }
 
     #[pyo3(signature = (key = None, now = None))]
     fn peek(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
-        let (key, given) = (key_arg(key)?, given_now(now)?);
+        let (key, given) = (table_key(key)?, given_now(now)?);
         let now = given.unwrap_or_else(clock_us);
-        let d = lock(&self.inner).peek(key, now); // the guard drops here: errors are built unlocked
+        let d = lock(&self.inner).table.peek(key, now); // the guard drops here: errors are built unlocked
         Ok(Decision::from_core(d.map_err(errors::to_py)?, now, self.source))
     }
 
     #[pyo3(signature = (key = None, now = None))]
     fn reset(&self, key: Option<&Bound<'_, PyAny>>, now: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let (key, now) = (key_arg(key)?, now_arg(now)?);
-        let reset = lock(&self.inner).reset(key, now);
+        let (key, now) = (table_key(key)?, now_arg(now)?);
+        let reset = lock(&self.inner).table.reset(key, now);
         reset.map_err(errors::to_py)
     }
 
@@ -127,10 +134,10 @@ impl RateTable {
         lease_us: &Bound<'_, PyAny>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<GrantRow> {
-        let (key, given) = (key_arg(Some(key))?, given_now(now)?);
+        let (key, given) = (table_key(Some(key))?, given_now(now)?);
         let (min, max, lease) = lease_args(min_units, max_units, lease_us)?;
         let now = given.unwrap_or_else(clock_us);
-        let g = lock(&self.inner).lease(key, min, max, lease, now);
+        let g = lock(&self.inner).table.lease(key, min, max, lease, now);
         Ok(grant_row(g.map_err(errors::to_py)?, now))
     }
 
@@ -143,16 +150,16 @@ impl RateTable {
         units: &Bound<'_, PyAny>,
         now: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let (key, given) = (key_arg(Some(key))?, given_now(now)?);
+        let (key, given) = (table_key(Some(key))?, given_now(now)?);
         let (token, units) = (sint_arg(token, "token")?, uint_arg(units, "units")?);
-        let refunded = lock(&self.inner).refund(key, token, units, given.unwrap_or_else(clock_us));
+        let refunded = lock(&self.inner).table.refund(key, token, units, given.unwrap_or_else(clock_us));
         refunded.map_err(errors::to_py)
     }
 
     #[pyo3(signature = (now = None))]
     fn live_keys(&self, now: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let now = now_arg(now)?;
-        Ok(lock(&self.inner).live_keys(now))
+        Ok(lock(&self.inner).table.live_keys(now))
     }
 }
 
