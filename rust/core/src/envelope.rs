@@ -154,7 +154,7 @@ fn write_one(
     Ok(())
 }
 
-/// How [`encode_batch_into`] writes and checks each envelope.
+/// How [`encode_batch`] writes and checks each envelope.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout<'a> {
     /// Written before each envelope, which then follows as one more bulk string: the array
@@ -205,33 +205,27 @@ impl EncodedBatch {
     }
 }
 
-/// Encode `datas[i]` with seq `seq_start + i` and id `"{id_prefix}{seq}"`. All or nothing:
-/// the first bad item fails the batch, and the error names its index.
+/// What every envelope of a batch shares: item i gets seq `seq_start + i` and id
+/// `"{id_prefix}{seq}"`; each envelope may be at most `max_size` bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchMeta<'a> {
+    pub sender: &'a str,
+    pub seq_start: u64,
+    pub ts: f64,
+    pub id_prefix: &'a str,
+    pub max_size: usize,
+}
+
+/// Encode each of `datas` under `batch`, written and checked as `layout` says (e.g. each
+/// envelope inside its `PUBLISH` command, so the buffer goes to the socket as it is). All
+/// or nothing: the first bad item fails the batch, and the error names its index.
 pub fn encode_batch(
     codec: Codec,
     datas: &[&[u8]],
-    sender: &str,
-    seq_start: u64,
-    ts: f64,
-    id_prefix: &str,
-    max_size: usize,
-) -> Result<EncodedBatch, CoreError> {
-    encode_batch_into(codec, datas, sender, seq_start, ts, id_prefix, max_size, Layout::BARE)
-}
-
-/// [`encode_batch`] written as `layout` says (e.g. each envelope inside its `PUBLISH`
-/// command, so the buffer goes to the socket as it is).
-#[allow(clippy::too_many_arguments)]
-pub fn encode_batch_into(
-    codec: Codec,
-    datas: &[&[u8]],
-    sender: &str,
-    seq_start: u64,
-    ts: f64,
-    id_prefix: &str,
-    max_size: usize,
+    batch: &BatchMeta<'_>,
     layout: Layout<'_>,
 ) -> Result<EncodedBatch, CoreError> {
+    let BatchMeta { sender, seq_start, ts, id_prefix, max_size } = *batch;
     let count = u64::try_from(datas.len()).unwrap_or(u64::MAX);
     let last_seq = match count.checked_sub(1) {
         None => return Ok(EncodedBatch::default()),

@@ -5,8 +5,8 @@ pub mod error;
 pub mod leases;
 mod msgpack;
 pub mod names;
-pub mod ratelimit;
 pub mod pubsub;
+pub mod ratelimit;
 pub mod resp;
 
 pub use error::CoreError;

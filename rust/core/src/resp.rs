@@ -12,6 +12,6 @@ mod pack;
 mod parse;
 mod scan;
 
-pub use pack::{each_head, pack_command, pack_commands, pack_each, pack_each_iter, pack_publish, Arg};
 pub(crate) use pack::write_header;
+pub use pack::{each_head, pack_command, pack_commands, pack_each, pack_each_iter, pack_publish, Arg};
 pub use parse::{Reply, RespParser, DEFAULT_MAX_BULK, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT, MAX_LINE};

@@ -5,12 +5,16 @@ mod common;
 use std::borrow::Cow;
 
 use common::XorShift;
-use lockstep_core::envelope::{self, Codec, DataCheck, Kind, Layout, Meta, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{self, BatchMeta, Codec, DataCheck, Kind, Layout, Meta, DEFAULT_MAX_SIZE};
 use lockstep_core::resp::{self, Arg, Reply, RespParser};
 use lockstep_core::CoreError;
 
 fn meta<'a>(sender: &'a str, seq: u64, ts: f64, id: &'a str) -> Meta<'a> {
     Meta { sender: Cow::Borrowed(sender), seq, ts, id: Cow::Borrowed(id) }
+}
+
+fn batch<'a>(sender: &'a str, seq_start: u64, ts: f64, id_prefix: &'a str) -> BatchMeta<'a> {
+    BatchMeta { sender, seq_start, ts, id_prefix, max_size: DEFAULT_MAX_SIZE }
 }
 
 fn reason(err: CoreError) -> String {
@@ -75,7 +79,7 @@ fn batch_numbers_seq_and_ids_from_the_start() {
     for codec in [Codec::Json, Codec::Msgpack] {
         let datas: Vec<&[u8]> =
             if codec == Codec::Json { datas.clone() } else { vec![&[0x01], &[0x91, 0x02], &[0xc3]] };
-        let batch = envelope::encode_batch(codec, &datas, "me", 98, 5.5, "r4nd-", DEFAULT_MAX_SIZE).unwrap();
+        let batch = envelope::encode_batch(codec, &datas, &batch("me", 98, 5.5, "r4nd-"), Layout::BARE).unwrap();
         assert_eq!(batch.len(), 3);
         for (i, env) in batch.iter().enumerate() {
             let got = envelope::decode(codec, env, DEFAULT_MAX_SIZE).unwrap();
@@ -96,9 +100,8 @@ fn a_framed_batch_is_one_command_per_envelope() {
     let datas: Vec<&[u8]> = vec![b"1", br#"{"s":"a,b]"}"#];
     let head = resp::each_head(&[Arg::Bytes(b"PUBLISH"), Arg::Bytes(b"chan")]).unwrap();
     let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
-    let framed =
-        envelope::encode_batch_into(Codec::Json, &datas, "me", 7, 1.5, "p-", DEFAULT_MAX_SIZE, layout).unwrap();
-    let bare = envelope::encode_batch(Codec::Json, &datas, "me", 7, 1.5, "p-", DEFAULT_MAX_SIZE).unwrap();
+    let framed = envelope::encode_batch(Codec::Json, &datas, &batch("me", 7, 1.5, "p-"), layout).unwrap();
+    let bare = envelope::encode_batch(Codec::Json, &datas, &batch("me", 7, 1.5, "p-"), Layout::BARE).unwrap();
     let mut parser = RespParser::new(resp::DEFAULT_MAX_BULK, resp::DEFAULT_MAX_DEPTH).unwrap();
     parser.feed(&framed.buf).unwrap();
     for env in bare.iter() {
@@ -108,7 +111,7 @@ fn a_framed_batch_is_one_command_per_envelope() {
     assert!(parser.next_reply().unwrap().is_none());
     // data cut from an encoder's array is checked for its shape: nothing can spill out of it
     for bad in [&b"{\"open"[..], b"[1", b"1,2", b"\"a\":1", b""] {
-        let err = envelope::encode_batch_into(Codec::Json, &[bad], "me", 1, 0.0, "p-", DEFAULT_MAX_SIZE, layout);
+        let err = envelope::encode_batch(Codec::Json, &[bad], &batch("me", 1, 0.0, "p-"), layout);
         assert!(reason(err.unwrap_err()).starts_with("item 0: data is not shaped like one JSON value"));
     }
 }
@@ -116,13 +119,16 @@ fn a_framed_batch_is_one_command_per_envelope() {
 #[test]
 fn batch_errors_name_the_item_and_overflow() {
     let datas: Vec<&[u8]> = vec![b"1", b"{bad", b"3"];
-    let err = envelope::encode_batch(Codec::Json, &datas, "me", 1, 0.0, "p-", DEFAULT_MAX_SIZE).unwrap_err();
+    let err = envelope::encode_batch(Codec::Json, &datas, &batch("me", 1, 0.0, "p-"), Layout::BARE).unwrap_err();
     assert!(reason(err).starts_with("item 1: data is not one well-formed JSON value"));
-    let err =
-        envelope::encode_batch(Codec::Json, &[b"1", b"2"], "me", u64::MAX, 0.0, "p-", DEFAULT_MAX_SIZE).unwrap_err();
+    let err = envelope::encode_batch(Codec::Json, &[b"1", b"2"], &batch("me", u64::MAX, 0.0, "p-"), Layout::BARE)
+        .unwrap_err();
     assert!(reason(err).contains("overflows"));
-    assert!(envelope::encode_batch(Codec::Json, &[], "me", u64::MAX, 0.0, "p-", DEFAULT_MAX_SIZE).unwrap().is_empty());
-    let err = envelope::encode_batch(Codec::Json, &[b"1"], "me", 1, 0.0, "bad prefix-", DEFAULT_MAX_SIZE).unwrap_err();
+    assert!(envelope::encode_batch(Codec::Json, &[], &batch("me", u64::MAX, 0.0, "p-"), Layout::BARE)
+        .unwrap()
+        .is_empty());
+    let err =
+        envelope::encode_batch(Codec::Json, &[b"1"], &batch("me", 1, 0.0, "bad prefix-"), Layout::BARE).unwrap_err();
     assert!(matches!(err, CoreError::InvalidName { ref what, .. } if what == "message id"), "{err:?}");
 }
 

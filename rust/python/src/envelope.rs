@@ -66,7 +66,8 @@ fn encode_batch<'py>(
     let items = args::bytes_items(datas, "datas")?;
     let slices: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
     let total: usize = slices.iter().map(|s| s.len()).sum();
-    let run = || envelope::encode_batch(codec, &slices, sender, seq_start, ts, id_prefix, max_size);
+    let batch = envelope::BatchMeta { sender, seq_start, ts, id_prefix, max_size };
+    let run = || envelope::encode_batch(codec, &slices, &batch, envelope::Layout::BARE);
     let batch = if total >= DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }

@@ -45,7 +45,9 @@ pub fn check_shape(data: &[u8]) -> Result<(), CoreError> {
     if one_value_shape(data) && std::str::from_utf8(data).is_ok() {
         return Ok(());
     }
-    Err(CoreError::envelope("data is not shaped like one JSON value (unclosed string or bracket, or a top-level comma)"))
+    Err(CoreError::envelope(
+        "data is not shaped like one JSON value (unclosed string or bracket, or a top-level comma)",
+    ))
 }
 
 /// `ts_text` is `meta.ts` already formatted (once per batch: the ts is shared).

@@ -15,8 +15,8 @@
 //! record of another boot or resource, decode to `None`: the caller starts the resource
 //! over (its fence from the boot's epoch), never trusting a torn or foreign record.
 
-use super::table::{Holder, Resource, Waiter};
 use super::invalid;
+use super::table::{Holder, Resource, Waiter};
 use crate::error::CoreError;
 
 const MAGIC: &[u8; 4] = b"LSR1";
@@ -93,7 +93,8 @@ pub fn decode_record(data: &[u8], boot: &str, resource: &str) -> Option<Resource
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), CoreError> {
-    let n = u16::try_from(s.len()).map_err(|_| invalid(format!("a lease record string is too long ({} bytes)", s.len())))?;
+    let n = u16::try_from(s.len())
+        .map_err(|_| invalid(format!("a lease record string is too long ({} bytes)", s.len())))?;
     out.extend_from_slice(&n.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -148,7 +149,12 @@ mod tests {
                 fence: (3 << 40) + 7,
                 expires_at: 1.5e9,
             }],
-            queue: vec![Waiter { ticket: "q.t".into(), owner: "bob".into(), session: "q:1:13".into(), expires_at: 1.6e9 }],
+            queue: vec![Waiter {
+                ticket: "q.t".into(),
+                owner: "bob".into(),
+                session: "q:1:13".into(),
+                expires_at: 1.6e9,
+            }],
         }
     }
 

@@ -143,10 +143,21 @@ mod tests {
     #[test]
     fn stored_keys_hash_and_match_as_their_probes() {
         let seed = new_seed();
-        let texts: Vec<String> = ["", "a", "k1", "abcdefg", "abcdefgh", "abcdefghi", "exactly-22-bytes-long!", "twenty-three-bytes-long", "twenty-four-bytes-long!!", "x".repeat(200).as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let texts: Vec<String> = [
+            "",
+            "a",
+            "k1",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "exactly-22-bytes-long!",
+            "twenty-three-bytes-long",
+            "twenty-four-bytes-long!!",
+            "x".repeat(200).as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         for text in &texts {
             let probe = Probe::new(text, seed);
             let key = probe.to_key();

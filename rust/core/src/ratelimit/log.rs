@@ -16,7 +16,11 @@ pub const INLINE: usize = 6;
 #[derive(Clone, Debug)]
 pub enum Log {
     /// `expiry[..len]` increasing, `units[..len]` beside them; the rest is unused.
-    Inline { len: u8, expiry: [i64; INLINE], units: [u32; INLINE] },
+    Inline {
+        len: u8,
+        expiry: [i64; INLINE],
+        units: [u32; INLINE],
+    },
     Tree(BTreeMap<i64, u64>),
 }
 

@@ -219,7 +219,11 @@ mod tests {
             let (mut slots, mut model) = (Slots::new(), HashMap::<String, i64>::new());
             let mut held: Vec<(String, usize, u64)> = vec![];
             for step in 0..20_000 {
-                let key = format!("key-{}{}", rng.below(300), if rng.below(8) == 0 { "-long-enough-for-the-heap" } else { "" });
+                let key = format!(
+                    "key-{}{}",
+                    rng.below(300),
+                    if rng.below(8) == 0 { "-long-enough-for-the-heap" } else { "" }
+                );
                 let probe = probe_of(&key, seed, weak);
                 match rng.below(10) {
                     0..=5 => match slots.find(&probe) {
@@ -237,7 +241,9 @@ mod tests {
                             if let KeyState::Gcra(g) = &mut state {
                                 g.tat = step;
                             }
-                            let Ok((i, _)) = slots.find_or_insert(&probe, || Ok::<_, ()>(state)) else { unreachable!() };
+                            let Ok((i, _)) = slots.find_or_insert(&probe, || Ok::<_, ()>(state)) else {
+                                unreachable!()
+                            };
                             model.insert(key.clone(), step);
                             held.push((key, i, slots.generation()));
                         }

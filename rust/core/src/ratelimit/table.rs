@@ -177,7 +177,12 @@ impl RateTable {
 
     /// `acquire`, and where the key's state is, for [`RateTable::acquire_at`].
     #[inline]
-    pub fn acquire_keyed<'k>(&mut self, key: impl TableKey<'k>, cost: u64, now: i64) -> Result<(Decision, SlotRef), CoreError> {
+    pub fn acquire_keyed<'k>(
+        &mut self,
+        key: impl TableKey<'k>,
+        cost: u64,
+        now: i64,
+    ) -> Result<(Decision, SlotRef), CoreError> {
         self.spend(key, cost, now, |state, cfg| state.acquire_checked(cfg, cost, now))
     }
 
@@ -194,7 +199,12 @@ impl RateTable {
     }
 
     #[inline]
-    pub fn admit_keyed<'k>(&mut self, key: impl TableKey<'k>, cost: u64, now: i64) -> Result<(bool, SlotRef), CoreError> {
+    pub fn admit_keyed<'k>(
+        &mut self,
+        key: impl TableKey<'k>,
+        cost: u64,
+        now: i64,
+    ) -> Result<(bool, SlotRef), CoreError> {
         self.spend(key, cost, now, |state, cfg| state.admit_checked(cfg, cost, now))
     }
 

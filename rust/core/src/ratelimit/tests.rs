@@ -351,7 +351,11 @@ fn refused_before_only_promises_refusals() {
             if let Some(until) = state.refused_before(&c, cost) {
                 let at = now + i64::try_from(rng.below(60_000)).unwrap_or(0);
                 if at < until {
-                    assert_eq!(state.clone().admit(&c, cost, at), Ok(false), "{c:?}: refused before {until}, asked at {at}");
+                    assert_eq!(
+                        state.clone().admit(&c, cost, at),
+                        Ok(false),
+                        "{c:?}: refused before {until}, asked at {at}"
+                    );
                     proven += 1;
                 }
             }

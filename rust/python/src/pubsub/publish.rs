@@ -1,7 +1,7 @@
 //! The publish hot path: a batch's data (one JSON array, as msgspec encodes a list) to
 //! envelopes and RESP commands in one call, with no Python object per message.
 
-use lockstep_core::envelope::{self, Codec, DataCheck, Layout, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{self, BatchMeta, Codec, DataCheck, Layout, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub;
 use lockstep_core::resp;
 use lockstep_core::CoreError;
@@ -36,7 +36,8 @@ pub(super) fn pack_envelopes<'py>(
     let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
     let head = resp::each_head(&prefix_args).map_err(errors::to_py)?;
     let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
-    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size, layout);
+    let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
+    let run = || encode_json_array(array, &meta, layout);
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     Ok((PyBytes::new(py, &batch.buf), batch.len()))
 }
@@ -59,22 +60,19 @@ pub(super) fn encode_array<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
     let layout = Layout { command_head: b"", data_check: DataCheck::Shape };
-    let run = || encode_json_array(array, sender, seq_start, ts, id_prefix, max_size, layout);
+    let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
+    let run = || encode_json_array(array, &meta, layout);
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
 
 /// Every item of ``array`` (a JSON array a JSON encoder produced) as a JSON envelope,
-/// numbered from ``seq_start``, written as `layout` says.
+/// written as `layout` says.
 fn encode_json_array(
     array: &[u8],
-    sender: &str,
-    seq_start: u64,
-    ts: f64,
-    id_prefix: &str,
-    max_size: usize,
+    meta: &BatchMeta<'_>,
     layout: Layout<'_>,
 ) -> Result<envelope::EncodedBatch, CoreError> {
     let items = pubsub::split_json_array(array)?;
-    envelope::encode_batch_into(Codec::Json, &items, sender, seq_start, ts, id_prefix, max_size, layout)
+    envelope::encode_batch(Codec::Json, &items, meta, layout)
 }
