@@ -206,6 +206,9 @@ def encode_array(
 ) -> list[bytes]:
     """The envelopes of every item of ``array`` (JSON), as ``encode_batch`` makes them."""
 
+def largest_item(array: bytes) -> int:
+    """The length in bytes of the longest item of ``array`` (a JSON array); 0 when empty."""
+
 @final
 class MessageDecoder:
     """Turns payloads into messages for one subscription or consumer. Envelopes (JSON or

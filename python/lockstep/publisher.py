@@ -185,8 +185,10 @@ class Publisher:
             array = self._encoder.encode(datas)
         except _ENCODE_ERRORS:
             array = None
-        # An item can only break the size limit if the whole array comes near it.
-        if array is None or len(array) > self.max_size - _ENVELOPE_ROOM:
+        # An item can only break the size limit if it comes near it itself; a big flush of
+        # small items (many publish_many calls at once) keeps its one array.
+        room = self.max_size - _ENVELOPE_ROOM
+        if array is None or (len(array) > room and _core.largest_item(array) > room):
             group, array = self._isolate(channel, group, state, now)
         if not group:
             return None

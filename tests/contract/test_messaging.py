@@ -228,6 +228,30 @@ async def test_bad_arguments_get_typed_errors(coord: lockstep.Coordinator) -> No
     assert [(m.data, m.seq) for m in items] == [(1, 1), (2, 2)]
 
 
+async def test_a_flush_over_the_size_limit(coord: lockstep.Coordinator) -> None:
+    """Many publish_many calls at once make one flush bigger than the size limit: made of
+    small items, it all arrives, in order, gap-free; a too-large item among them fails its
+    own call only."""
+    small = [{"i": i, "pad": "x" * 100} for i in range(2000)]  # ~230 KB a call, 1.15 MB in all
+    async with coord.subscribe("big", max_buffer=20_000) as sub:
+        calls = [coord.publish_many("big", small) for _ in range(5)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)]
+        items = await take(sub, 10_000)
+        assert [m.seq for m in items] == list(range(1, 10_001))
+        assert [m.data["i"] for m in items[:3]] == [0, 1, 2] and items[-1].data == small[-1]
+        results = await asyncio.gather(
+            *(coord.publish_many("big", small) for _ in range(5)),
+            coord.publish("big", "y" * (2 << 20)),
+            coord.publish_many("big", small[:10]),
+            return_exceptions=True,
+        )
+        assert isinstance(results[5], lockstep.MessageTooLargeError)
+        assert not [r for i, r in enumerate(results) if i != 5 and isinstance(r, BaseException)]
+        items = await take(sub, 10_010)
+        assert [m.seq for m in items] == list(range(10_001, 20_011))
+
+
 async def test_subscription_closes_cleanly(coord: lockstep.Coordinator) -> None:
     sub = coord.subscribe("cl")
     with pytest.raises(lockstep.BackendUnavailable):

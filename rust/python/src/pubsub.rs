@@ -243,6 +243,7 @@ impl ReplyReader {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(publish::pack_envelopes, m)?)?;
     m.add_function(wrap_pyfunction!(publish::encode_array, m)?)?;
+    m.add_function(wrap_pyfunction!(publish::largest_item, m)?)?;
     m.add_class::<MessageDecoder>()?;
     m.add_class::<ReplyReader>()?;
     Ok(())

@@ -66,6 +66,15 @@ pub(super) fn encode_array<'py>(
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
 
+/// The length in bytes of the longest item of ``array`` (a JSON array), 0 when it is empty:
+/// whether any item could come near the size limit, without enveloping any. A malformed
+/// array is an EnvelopeError.
+#[pyfunction]
+pub(super) fn largest_item(py: Python<'_>, array: &[u8]) -> PyResult<usize> {
+    let run = || pubsub::split_json_array(array).map(|items| items.iter().map(|i| i.len()).max().unwrap_or(0));
+    if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)
+}
+
 /// Every item of ``array`` (a JSON array a JSON encoder produced) as a JSON envelope,
 /// written as `layout` says.
 fn encode_json_array(
