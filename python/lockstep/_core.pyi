@@ -35,6 +35,7 @@ __all__ = [
     "encode_array",
     "encode_batch",
     "encode_envelope",
+    "largest_item",
     "lease_record_size",
     "pack_command",
     "pack_commands",
