@@ -205,10 +205,7 @@ class LeaseRequest:
 
     async def _acquire(self) -> Lease:
         manager = self._coord._leases or self._coord._lease_manager()
-        # Positional: keyword arguments cost more, and this is the hot path.
-        lease = await acquire_lease(
-            manager, self.kind, self.names, self.slots, self.ttl, self.wait, self.owner, self.claim_errors
-        )
+        lease = await acquire_lease(manager, self)
         if self.owner is not None:
             lease.holder = self.owner
         if ownership.owner_of_current_task() is None:  # no agent to record it for (the hot path)

@@ -35,7 +35,7 @@ from .errors import BackendError, BackendUnavailable, ClaimConflict, LockTimeout
 
 if TYPE_CHECKING:
     from .lease_manager import LeaseManager
-    from .leases import Lease
+    from .leases import Lease, LeaseRequest
 
 __all__ = ["acquire_lease"]
 
@@ -45,18 +45,11 @@ ERROR_BACKOFF = 0.05  # s: pause after an attempt that got no answer
 GIVE_UP_GRACE = 0.03  # s a timed-out waiter waits for its own release before raising
 
 
-async def acquire_lease(
-    manager: LeaseManager,
-    kind: str,
-    names: tuple[str, ...],
-    slots: int,
-    ttl: float,
-    wait: float,
-    owner: str | None = None,
-    claim_errors: bool = False,
-) -> Lease:
-    """Acquire within ``wait`` seconds or raise LockTimeout (one name) / ClaimConflict (several,
-    or any number with ``claim_errors``). ``owner``: the holder named to others."""
+async def acquire_lease(manager: LeaseManager, request: LeaseRequest) -> Lease:
+    """Acquire what ``request`` asks for within its ``wait`` seconds or raise LockTimeout (one
+    name) / ClaimConflict (several, or any number with ``claim_errors``)."""
+    kind, names, slots, ttl, wait = request.kind, request.names, request.slots, request.ttl, request.wait
+    owner, claim_errors = request.owner, request.claim_errors
     coord = manager.coord
     store = manager.store
     token = manager.new_token()
