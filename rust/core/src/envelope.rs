@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_SIZE: usize = 1 << 20;
 /// The `ls` value this version writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
 
-pub use wire_json::string_end;
+pub use wire_json::{string_end, top_level};
 
 /// The first bytes of a JSON envelope (after optional whitespace).
 pub const JSON_MARKER: &[u8] = wire_json::MARKER;
@@ -93,6 +93,18 @@ pub struct Meta<'a> {
     pub id: Cow<'a, str>,
 }
 
+/// What a batch reader remembers from one payload to the next, so that what repeats is
+/// neither parsed nor checked again: the `ts` text of the last envelope with its value
+/// (every message of one publish carries the same `ts`), and the last sender whose name
+/// passed `validate_name`. Only facts about text already checked are kept: a payload
+/// matching them is decoded exactly as without them.
+#[derive(Clone, Debug, Default)]
+pub struct Memo {
+    pub(crate) ts_text: Vec<u8>,
+    pub(crate) ts: f64,
+    sender: Vec<u8>,
+}
+
 /// One decoded payload. `meta` is present exactly when `kind` is `Kind::Envelope`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decoded<'a> {
@@ -130,8 +142,9 @@ fn write_one(
     layout: Layout<'_>,
 ) -> Result<(), CoreError> {
     match (codec, layout.data_check) {
-        (Codec::Json, DataCheck::Full) => wire_json::check_data(data)?,
-        (Codec::Json, DataCheck::Shape) => wire_json::check_shape(data)?,
+        (Codec::Json, Some(DataCheck::Full)) => wire_json::check_data(data)?,
+        (Codec::Json, Some(DataCheck::Shape)) => wire_json::check_shape(data)?,
+        (Codec::Json, None) => {}
         (Codec::Msgpack, _) => wire_msgpack::check_data(data)?,
     }
     let size = match codec {
@@ -162,15 +175,25 @@ pub struct Layout<'a> {
     /// [`crate::resp::each_head`]), so the batch is a pipeline of commands ready to send.
     /// Empty: the envelopes alone, back to back.
     pub command_head: &'a [u8],
-    /// How much of each JSON `data` is checked. `Shape` is for data cut from a JSON array
-    /// a JSON encoder produced (see [`crate::pubsub::split_json_array`]): it cannot spill
-    /// into the envelope's own fields, and a receiver parses it strictly anyway.
-    pub data_check: DataCheck,
+    /// How much of each JSON `data` is checked. `Shape` is for data that a receiver parses
+    /// strictly anyway, where it only matters that it cannot spill into the envelope's own
+    /// fields. None only inside this crate: for the items of
+    /// [`crate::pubsub::encode_json_array`], whose split already checked their shape.
+    data_check: Option<DataCheck>,
 }
 
-impl Layout<'_> {
+impl<'a> Layout<'a> {
     /// Envelopes alone, each data fully checked.
-    pub const BARE: Layout<'static> = Layout { command_head: b"", data_check: DataCheck::Full };
+    pub const BARE: Layout<'static> = Layout { command_head: b"", data_check: Some(DataCheck::Full) };
+
+    pub fn new(command_head: &'a [u8], data_check: DataCheck) -> Self {
+        Layout { command_head, data_check: Some(data_check) }
+    }
+
+    /// For data already checked to be shaped like one value each (and UTF-8).
+    pub(crate) fn checked(command_head: &'a [u8]) -> Self {
+        Layout { command_head, data_check: None }
+    }
 }
 
 /// Encode one envelope around `data` (already encoded in `codec`'s format).
@@ -288,32 +311,44 @@ fn classify_foreign(payload: &[u8]) -> Kind {
 
 /// Decode one payload: an envelope, or a foreign message delivered whole.
 pub fn decode(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'_>, CoreError> {
-    decode_checking(codec, payload, max_size, wire_json::DataCheck::Full)
+    decode_checking(codec, payload, max_size, wire_json::DataCheck::Full, &mut Memo::default())
 }
 
 /// [`decode`] for a caller that parses JSON data itself right after, in a batch: the
 /// data of a canonical JSON envelope is only checked to be shaped like one value (see
 /// `wire_json::DataCheck::Shape`), so malformed data surfaces from that parse instead.
-pub fn decode_for_batch(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'_>, CoreError> {
-    decode_checking(codec, payload, max_size, wire_json::DataCheck::Shape)
+/// `memo` carries what the previous payloads of the batch (or stream) established.
+pub fn decode_for_batch<'a>(
+    codec: Codec,
+    payload: &'a [u8],
+    max_size: usize,
+    memo: &mut Memo,
+) -> Result<Decoded<'a>, CoreError> {
+    decode_checking(codec, payload, max_size, wire_json::DataCheck::Shape, memo)
 }
 
-fn decode_checking(
+fn decode_checking<'a>(
     codec: Codec,
-    payload: &[u8],
+    payload: &'a [u8],
     max_size: usize,
     data_check: wire_json::DataCheck,
-) -> Result<Decoded<'_>, CoreError> {
+    memo: &mut Memo,
+) -> Result<Decoded<'a>, CoreError> {
     check_size(payload.len(), max_size)?;
     if !is_envelope(codec, payload) {
         return Ok(Decoded { meta: None, data: payload, kind: classify_foreign(payload) });
     }
     let (meta, data) = match codec {
-        Codec::Json => wire_json::read_checking(payload, data_check)?,
+        Codec::Json => wire_json::read_checking(payload, data_check, memo)?,
         Codec::Msgpack => wire_msgpack::read(payload)?,
     };
     let named = |e: CoreError| CoreError::envelope(e.to_string());
-    validate_name(&meta.sender, "sender").map_err(named)?;
+    // (an empty memo matches nothing: the empty name is not valid)
+    if memo.sender.is_empty() || memo.sender != meta.sender.as_bytes() {
+        validate_name(&meta.sender, "sender").map_err(named)?;
+        memo.sender.clear();
+        memo.sender.extend_from_slice(meta.sender.as_bytes());
+    }
     validate_name(&meta.id, "message id").map_err(named)?;
     if !meta.ts.is_finite() {
         return Err(CoreError::envelope(format!("ts is {}, not a finite number", meta.ts)));

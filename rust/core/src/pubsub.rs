@@ -203,44 +203,65 @@ pub fn entry_payload<'a>(fields: &[(&'a [u8], &'a [u8])]) -> Cow<'a, [u8]> {
 /// Decode a payload in whichever codec its envelope marker names (msgpack or JSON); a
 /// payload with neither marker is foreign and delivered whole. JSON data is only checked
 /// for shape here: the caller decodes it right after (see `envelope::decode_for_batch`).
-pub fn decode_any(payload: &[u8], max_size: usize) -> Result<(Decoded<'_>, Codec), CoreError> {
+pub fn decode_any<'a>(
+    payload: &'a [u8],
+    max_size: usize,
+    memo: &mut envelope::Memo,
+) -> Result<(Decoded<'a>, Codec), CoreError> {
     let codec = if payload.starts_with(envelope::MSGPACK_MARKER) { Codec::Msgpack } else { Codec::Json };
-    envelope::decode_for_batch(codec, payload, max_size).map(|d| (d, codec))
+    envelope::decode_for_batch(codec, payload, max_size, memo).map(|d| (d, codec))
 }
 
 /// The top-level elements of a JSON array, split without parsing them (strings and nesting
 /// are followed, so a comma inside either never splits). Whitespace between elements is
-/// allowed; the elements themselves are checked when their envelopes are encoded.
+/// allowed. Every element is then shaped like one JSON value (`wire_json::DataCheck::Shape`:
+/// strings closed, brackets balanced, no comma or colon outside them) and UTF-8, or the
+/// whole array is refused; whether each is a well-formed value is left to its receiver.
 pub fn split_json_array(array: &[u8]) -> Result<Vec<&[u8]>, CoreError> {
     let bad = |what: &str| CoreError::envelope(format!("expected a JSON array of items: {what}"));
+    if let Err(e) = std::str::from_utf8(array) {
+        return Err(bad(&format!("invalid UTF-8 at byte {}", e.valid_up_to())));
+    }
     let trimmed = array.trim_ascii();
     let inner = trimmed.strip_prefix(b"[").and_then(|r| r.strip_suffix(b"]")).ok_or_else(|| bad("no [...]"))?;
     let mut out = Vec::new();
     if inner.trim_ascii().is_empty() {
         return Ok(out);
     }
-    let (mut depth, mut start, mut i) = (0usize, 0usize, 0usize);
-    while let Some(&b) = inner.get(i) {
-        i += 1;
-        match b {
-            b'"' => i = envelope::string_end(inner, i).ok_or_else(|| bad("an unterminated string"))?,
-            b'[' | b'{' => depth += 1,
-            b']' | b'}' => depth = depth.checked_sub(1).ok_or_else(|| bad("unbalanced brackets"))?,
-            b',' if depth == 0 => {
-                out.push(inner.get(start..i - 1).unwrap_or_default().trim_ascii());
-                start = i;
-            }
-            _ => {}
+    let mut start = 0;
+    let mut colon = false;
+    let whole = envelope::top_level(inner, |at| {
+        if inner.get(at) == Some(&b':') {
+            colon = true;
+            return false;
         }
-    }
-    if depth != 0 {
-        return Err(bad("an unterminated bracket"));
+        out.push(inner.get(start..at).unwrap_or_default().trim_ascii());
+        start = at + 1;
+        true
+    });
+    match whole {
+        None => return Err(bad("an unterminated string or unbalanced brackets")),
+        Some(false) if colon => return Err(bad("a colon outside an object")),
+        Some(false) => return Err(bad("an unterminated bracket")),
+        Some(true) => {}
     }
     out.push(inner.get(start..).unwrap_or_default().trim_ascii());
     if out.iter().any(|item| item.is_empty()) {
         return Err(bad("an empty element"));
     }
     Ok(out)
+}
+
+/// The envelopes of every item of `array` (a JSON array, e.g. a JSON encoder's output for a
+/// list of items), each inside `command_head`'s command when it is not empty. The split
+/// checks every item's shape, so the items are not scanned again (see [`split_json_array`]).
+pub fn encode_json_array(
+    array: &[u8],
+    batch: &envelope::BatchMeta<'_>,
+    command_head: &[u8],
+) -> Result<envelope::EncodedBatch, CoreError> {
+    let items = split_json_array(array)?;
+    envelope::encode_batch(Codec::Json, &items, batch, envelope::Layout::checked(command_head))
 }
 
 /// Inclusive range of sequence numbers a subscriber missed from one sender.
@@ -252,7 +273,11 @@ pub type Missed = (u64, u64);
 #[derive(Debug)]
 pub struct SeqTracker {
     last: HashMap<Box<[u8]>, u64>,
+    /// The stream observed last (`sender \0 id prefix`, always a key of `last`) and, while
+    /// `current` is Some, its last seq, written back to `last` only when another stream comes:
+    /// consecutive messages mostly come from one stream, which then costs no hashing.
     key: Vec<u8>,
+    current: Option<u64>,
     capacity: usize,
 }
 
@@ -260,7 +285,7 @@ impl SeqTracker {
     /// Remember at most `capacity` sender streams (the oldest are forgotten past it, which can
     /// only hide a gap of a sender silent for that long, never invent one).
     pub fn new(capacity: usize) -> Self {
-        SeqTracker { last: HashMap::new(), key: Vec::with_capacity(64), capacity: capacity.max(1) }
+        SeqTracker { last: HashMap::new(), key: Vec::with_capacity(64), current: None, capacity: capacity.max(1) }
     }
 
     pub fn len(&self) -> usize {
@@ -280,36 +305,59 @@ impl SeqTracker {
         id.strip_suffix(text).unwrap_or("")
     }
 
+    /// Whether `key` is `sender \0 prefix`.
+    fn is_key(&self, sender: &str, prefix: &str) -> bool {
+        let (s, p) = (sender.as_bytes(), prefix.as_bytes());
+        self.key.len() == s.len() + 1 + p.len()
+            && self.key.starts_with(s)
+            && self.key.get(s.len()) == Some(&0)
+            && self.key.ends_with(p)
+    }
+
+    fn write_back(&mut self) {
+        if let Some(seq) = self.current.take() {
+            if let Some(last) = self.last.get_mut(self.key.as_slice()) {
+                *last = seq;
+            }
+        }
+    }
+
     /// Record `seq` from `sender`; returns the range missed just before it, if any.
     pub fn observe(&mut self, sender: &str, id: &str, seq: u64) -> Option<Missed> {
-        self.key.clear();
-        self.key.extend_from_slice(sender.as_bytes());
-        self.key.push(0);
-        self.key.extend_from_slice(Self::stream_prefix(id, seq).as_bytes());
-        if let Some(last) = self.last.get_mut(self.key.as_slice()) {
-            let previous = *last;
-            if seq > previous {
-                *last = seq;
-                if seq > previous.saturating_add(1) {
-                    return Some((previous + 1, seq - 1));
+        let prefix = Self::stream_prefix(id, seq);
+        let previous = match self.current {
+            Some(previous) if self.is_key(sender, prefix) => previous,
+            _ => {
+                self.write_back();
+                self.key.clear();
+                self.key.extend_from_slice(sender.as_bytes());
+                self.key.push(0);
+                self.key.extend_from_slice(prefix.as_bytes());
+                match self.last.get(self.key.as_slice()) {
+                    Some(&previous) => previous,
+                    None => {
+                        if self.last.len() >= self.capacity {
+                            // Forget half, arbitrarily: bounded memory under a flood of one-shot senders.
+                            let drop: Vec<Box<[u8]>> = self.last.keys().take(self.capacity / 2 + 1).cloned().collect();
+                            for key in drop {
+                                self.last.remove(&key);
+                            }
+                        }
+                        self.last.insert(self.key.clone().into_boxed_slice(), seq);
+                        self.current = Some(seq);
+                        return None;
+                    }
                 }
             }
-            return None;
-        }
-        if self.last.len() >= self.capacity {
-            // Forget half, arbitrarily: bounded memory under a flood of one-shot senders.
-            let drop: Vec<Box<[u8]>> = self.last.keys().take(self.capacity / 2 + 1).cloned().collect();
-            for key in drop {
-                self.last.remove(&key);
-            }
-        }
-        self.last.insert(self.key.clone().into_boxed_slice(), seq);
-        None
+        };
+        self.current = Some(previous.max(seq));
+        (seq > previous.saturating_add(1)).then(|| (previous + 1, seq - 1))
     }
 
     /// Forget every sender (e.g. after a replay that is not contiguous with what came before).
     pub fn clear(&mut self) {
         self.last.clear();
+        self.current = None;
     }
 }
 
@@ -331,6 +379,36 @@ mod tests {
         assert_eq!(t.observe("c", "x", 9), None);
         assert_eq!(t.observe("c", "y", 11), Some((10, 10)), "ids without the seq count per sender");
         assert_eq!(t.observe("c", "z", 12), None);
+    }
+
+    /// The tracker (its write-back of the current stream included) against a plain map.
+    #[test]
+    fn tracker_agrees_with_a_plain_map() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut t = SeqTracker::new(1_000);
+        let mut model: HashMap<String, u64> = HashMap::new();
+        for step in 0..50_000 {
+            if step % 9_999 == 0 {
+                t.clear();
+                model.clear();
+            }
+            let (sender, stream) = (format!("s{}", next(4)), format!("p{}-", next(3)));
+            let seq = 1 + next(40);
+            let want = match model.get(&format!("{sender}\0{stream}")) {
+                Some(&previous) if seq > previous + 1 => Some((previous + 1, seq - 1)),
+                _ => None,
+            };
+            let last = model.entry(format!("{sender}\0{stream}")).or_insert(seq);
+            *last = (*last).max(seq);
+            assert_eq!(t.observe(&sender, &format!("{stream}{seq}"), seq), want, "step {step}");
+            assert_eq!(t.len(), model.len());
+        }
     }
 
     #[test]
@@ -356,9 +434,37 @@ mod tests {
         let parts = split_json_array(br#"[1, {"a":[1,2],"b":"x,]"}, "q\"," ,[[]]]"#).unwrap();
         assert_eq!(parts, vec![&b"1"[..], br#"{"a":[1,2],"b":"x,]"}"#, br#""q\",""#, b"[[]]"]);
         assert!(split_json_array(b"[]").unwrap().is_empty());
-        for bad in [&b"1,2"[..], b"[1,]", b"[,1]", b"[1", b"[\"a]", b"[{]", b"[1]]"] {
+        for bad in [&b"1,2"[..], b"[1,]", b"[,1]", b"[1", b"[\"a]", b"[{]", b"[1]]", b"[\"a\":1]", b"[1,\"\xff\"]"] {
             assert!(split_json_array(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// Every element a split returns passes the shape check its envelope would otherwise get,
+    /// and `encode_json_array` writes what `encode_batch` with that check writes.
+    #[test]
+    fn split_elements_are_shaped_like_one_value() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"[]{}\":,\\ 1a\xc3\xa9";
+        let head = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n";
+        let meta = envelope::BatchMeta { sender: "me", seq_start: 1, ts: 1.5, id_prefix: "p-", max_size: 1 << 20 };
+        let mut split = 0;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = 2 + (state % 10) as usize;
+            let mut array = vec![b'['];
+            array.extend((0..len).map(|i| alphabet[((state >> (4 * i)) % alphabet.len() as u64) as usize]));
+            array.push(b']');
+            let Ok(items) = split_json_array(&array) else { continue };
+            split += 1;
+            // encode_batch checks each item's shape (and UTF-8): unwrap says they pass
+            let checked = envelope::Layout::new(head, envelope::DataCheck::Shape);
+            let want = envelope::encode_batch(Codec::Json, &items, &meta, checked)
+                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&array)));
+            assert_eq!(encode_json_array(&array, &meta, head).unwrap().buf, want.buf);
+        }
+        assert!(split > 1_000, "only {split} arrays split");
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn batch_numbers_seq_and_ids_from_the_start() {
 fn a_framed_batch_is_one_command_per_envelope() {
     let datas: Vec<&[u8]> = vec![b"1", br#"{"s":"a,b]"}"#];
     let head = resp::each_head(&[Arg::Bytes(b"PUBLISH"), Arg::Bytes(b"chan")]).unwrap();
-    let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
+    let layout = Layout::new(&head, DataCheck::Shape);
     let framed = envelope::encode_batch(Codec::Json, &datas, &batch("me", 7, 1.5, "p-"), layout).unwrap();
     let bare = envelope::encode_batch(Codec::Json, &datas, &batch("me", 7, 1.5, "p-"), Layout::BARE).unwrap();
     let mut parser = RespParser::new(resp::DEFAULT_MAX_BULK, resp::DEFAULT_MAX_DEPTH).unwrap();
@@ -440,4 +440,42 @@ fn ts_survives_the_json_round_trip_bit_for_bit() {
         let got = envelope::decode(Codec::Json, &out, DEFAULT_MAX_SIZE).unwrap().meta.unwrap().ts;
         assert_eq!(got.to_bits(), ts.to_bits(), "{ts:e}");
     }
+}
+
+/// A memo carried from payload to payload (as a batch reader keeps it) never changes a result:
+/// a sender remembered as valid does not let an invalid one through, nor does a remembered
+/// `ts` text stand for a longer number that starts with it.
+#[test]
+fn a_batch_memo_changes_no_result() {
+    let payload = |id: &str, from: &str, ts: &str| {
+        format!(r#"{{"ls":1,"id":"{id}","from":"{from}","seq":1,"ts":{ts},"data":1}}"#).into_bytes()
+    };
+    let cases = [
+        payload("p-1", "agent", "1.5"),
+        payload("p-1", "agent", "1.5"),
+        payload("p-1", "bad name", "1.5"),
+        payload("p-1", "", "1.5"),
+        payload("p-1", "agent", "1.5e3"),
+        payload("p-1", "agent", "1.55"),
+        payload("p-1", "agent", "1.5"),
+        payload("bad id", "agent", "1.5"),
+        payload("p-1", "agent", "-1.5"),
+    ];
+    let mut memo = envelope::Memo::default();
+    for p in &cases {
+        let remembered = envelope::decode_for_batch(Codec::Json, p, DEFAULT_MAX_SIZE, &mut memo);
+        let fresh = envelope::decode_for_batch(Codec::Json, p, DEFAULT_MAX_SIZE, &mut envelope::Memo::default());
+        assert_eq!(remembered.is_ok(), fresh.is_ok(), "{}", String::from_utf8_lossy(p));
+        if let (Ok(a), Ok(b)) = (&remembered, &fresh) {
+            assert_eq!(a, b);
+        }
+    }
+    let ts = |p: &[u8], memo: &mut envelope::Memo| {
+        envelope::decode_for_batch(Codec::Json, p, DEFAULT_MAX_SIZE, memo).unwrap().meta.unwrap().ts
+    };
+    let mut memo = envelope::Memo::default();
+    assert_eq!(ts(&cases[0], &mut memo), 1.5);
+    assert_eq!(ts(&cases[4], &mut memo), 1500.0);
+    assert_eq!(ts(&cases[5], &mut memo), 1.55);
+    assert!(envelope::decode_for_batch(Codec::Json, &cases[2], DEFAULT_MAX_SIZE, &mut memo).is_err());
 }

@@ -124,11 +124,11 @@ impl ReplyReader {
         py: Python<'py>,
         decoder: &mut MessageDecoder,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut batch = Batch::new(py);
+        let mut batch = Batch::new(py, self.parser.buffered());
         let events = PyList::empty(py);
         loop {
             if let Some((channel, payload)) = self.parser.next_message_frame() {
-                let name = decoder.channel(py, channel);
+                let name = batch.channel(decoder, channel);
                 batch.push(decoder, name, payload, py.None().into_bound(py))?;
                 continue;
             }
@@ -141,7 +141,7 @@ impl ReplyReader {
             };
             match pubsub::classify_push(&reply) {
                 PushFrame::Message { channel, payload, .. } => {
-                    let name = decoder.channel(py, channel);
+                    let name = batch.channel(decoder, channel);
                     batch.push(decoder, name, payload, py.None().into_bound(py))?;
                 }
                 PushFrame::Subscription { kind, channel, count } => {
@@ -173,7 +173,7 @@ impl ReplyReader {
                 .map(Bound::into_any);
         }
         let streams = pubsub::stream_read(&reply).map_err(|e| shape_error(e, "stream read"))?;
-        let mut batch = Batch::new(py);
+        let mut batch = Batch::new(py, 0);
         let deleted = PyList::empty(py);
         let last = PyList::empty(py);
         for (wire, entries) in &streams {
@@ -207,7 +207,7 @@ impl ReplyReader {
         };
         let entries =
             pubsub::stream_entries(parts.get(1).unwrap_or(&Reply::Nil)).map_err(|e| shape_error(e, "claim"))?;
-        let mut batch = Batch::new(py);
+        let mut batch = Batch::new(py, 0);
         let deleted = PyList::empty(py);
         push_entries(py, decoder, &mut batch, wire, &entries, &deleted)?;
         let counts = PyList::empty(py);

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Meta, ENVELOPE_VERSION};
+use super::{Memo, Meta, ENVELOPE_VERSION};
 use crate::error::CoreError;
 
 pub const MARKER: &[u8] = b"{\"ls\":";
@@ -143,7 +143,7 @@ fn json_number_len(bytes: &[u8]) -> Option<usize> {
 
 /// The canonical form `write` produces, read without serde. `None` means "not exactly
 /// canonical": the strict serde path then decides, and names any error.
-fn read_canonical(payload: &[u8], data_check: DataCheck) -> Option<(Meta<'_>, &[u8])> {
+fn read_canonical<'a>(payload: &'a [u8], data_check: DataCheck, memo: &mut Memo) -> Option<(Meta<'a>, &'a [u8])> {
     let rest = payload.strip_prefix(HEAD)?;
     let (id, rest) = plain_string(rest)?;
     let (sender, rest) = plain_string(rest.strip_prefix(&FROM[1..])?)?;
@@ -155,8 +155,18 @@ fn read_canonical(payload: &[u8], data_check: DataCheck) -> Option<(Meta<'_>, &[
     let (seq, rest) = rest.split_at(seq_len);
     let seq: u64 = std::str::from_utf8(seq).ok()?.parse().ok()?;
     let rest = rest.strip_prefix(TS)?;
-    let (ts, rest) = rest.split_at(json_number_len(rest)?);
-    let ts: f64 = std::str::from_utf8(ts).ok()?.parse().ok().filter(|t: &f64| t.is_finite())?;
+    // The memo's text is a whole number when the data key follows it (a comma ends one).
+    let (ts, rest) = match rest.strip_prefix(memo.ts_text.as_slice()).filter(|r| r.starts_with(DATA)) {
+        Some(rest) if !memo.ts_text.is_empty() => (memo.ts, rest),
+        _ => {
+            let (text, rest) = rest.split_at(json_number_len(rest)?);
+            let ts: f64 = std::str::from_utf8(text).ok()?.parse().ok().filter(|t: &f64| t.is_finite())?;
+            memo.ts_text.clear();
+            memo.ts_text.extend_from_slice(text);
+            memo.ts = ts;
+            (ts, rest)
+        }
+    };
     let data = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
     let padded = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii_whitespace());
     let valid = match data_check {
@@ -182,10 +192,30 @@ pub enum DataCheck {
 }
 
 /// Where the string starting just after an opening quote at `from` ends (the index after
-/// its closing quote), skipping escapes; `None` if it never closes. Jumps with memchr.
+/// its closing quote), skipping escapes; `None` if it never closes. Looks at 8 bytes at a
+/// time for a quote or a backslash (most strings are short: a vector search would cost
+/// more to set up than it saves).
 pub fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // a byte of `x` is zero: its high bit set in the result (the lowest set one is exact)
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     loop {
-        let at = from + memchr::memchr2(b'"', b'\\', bytes.get(from..)?)?;
+        let mut at = from;
+        loop {
+            let Some(chunk) = bytes.get(at..at + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) else {
+                at += bytes.get(at..)?.iter().position(|&b| b == b'"' || b == b'\\')?;
+                break;
+            };
+            let word = u64::from_le_bytes(chunk);
+            let hits =
+                zero_bytes(word ^ u64::from_ne_bytes([b'"'; 8])) | zero_bytes(word ^ u64::from_ne_bytes([b'\\'; 8]));
+            if hits != 0 {
+                at += (hits.trailing_zeros() / 8) as usize;
+                break;
+            }
+            at += 8;
+        }
         if bytes.get(at) == Some(&b'"') {
             return Some(at + 1);
         }
@@ -193,31 +223,56 @@ pub fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
     }
 }
 
-/// See [`DataCheck::Shape`].
-pub fn one_value_shape(data: &[u8]) -> bool {
+/// What a byte means to [`top_level`]: 0 nothing, else one of the classes below.
+const QUOTE: u8 = 1;
+const OPEN: u8 = 2;
+const CLOSE: u8 = 3;
+const SEPARATOR: u8 = 4;
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'"' as usize] = QUOTE;
+    table[b'[' as usize] = OPEN;
+    table[b'{' as usize] = OPEN;
+    table[b']' as usize] = CLOSE;
+    table[b'}' as usize] = CLOSE;
+    table[b',' as usize] = SEPARATOR;
+    table[b':' as usize] = SEPARATOR;
+    table
+};
+
+/// Follows the strings and brackets of JSON text without parsing it, calling `separator(i)`
+/// for each `,` or `:` at index `i` outside all of them; it returns whether to go on.
+/// `Some(true)` when the text ends outside every string and bracket and no call said stop,
+/// `Some(false)` when one did, `None` when a string never closes or a bracket closes
+/// none. (Brackets are counted, not matched: `[}` passes; a parser decides later.)
+pub fn top_level(text: &[u8], mut separator: impl FnMut(usize) -> bool) -> Option<bool> {
     let mut depth = 0usize;
     let mut i = 0;
-    while let Some(&b) = data.get(i) {
+    while let Some(&b) = text.get(i) {
         i += 1;
-        match b {
-            b'"' => match string_end(data, i) {
-                Some(end) => i = end,
-                None => return false,
-            },
-            b'[' | b'{' => depth += 1,
-            b']' | b'}' => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            b',' | b':' if depth == 0 => return false,
+        match CLASS[b as usize] {
+            0 => {}
+            QUOTE => i = string_end(text, i)?,
+            OPEN => depth += 1,
+            CLOSE => depth = depth.checked_sub(1)?,
+            _ if depth == 0 && !separator(i - 1) => return Some(false),
             _ => {}
         }
     }
-    !data.is_empty() && depth == 0
+    Some(depth == 0)
 }
 
-pub fn read_checking(payload: &[u8], data_check: DataCheck) -> Result<(Meta<'_>, &[u8]), CoreError> {
-    match read_canonical(payload, data_check) {
+/// See [`DataCheck::Shape`].
+pub fn one_value_shape(data: &[u8]) -> bool {
+    !data.is_empty() && top_level(data, |_| false) == Some(true)
+}
+
+pub fn read_checking<'a>(
+    payload: &'a [u8],
+    data_check: DataCheck,
+    memo: &mut Memo,
+) -> Result<(Meta<'a>, &'a [u8]), CoreError> {
+    match read_canonical(payload, data_check, memo) {
         Some(found) => Ok(found),
         None => read_strict(payload),
     }
@@ -252,6 +307,43 @@ mod tests {
         }
     }
 
+    /// The word-at-a-time search against a byte-at-a-time one, across chunk boundaries.
+    #[test]
+    fn string_ends_as_a_plain_scan_finds_them() {
+        fn plain(bytes: &[u8], mut i: usize) -> Option<usize> {
+            loop {
+                match bytes.get(i)? {
+                    b'"' => return Some(i + 1),
+                    b'\\' => i += 2,
+                    _ => i += 1,
+                }
+            }
+        }
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|i| match (state >> (i % 60)) % 11 {
+                    0 => b'"',
+                    1 => b'\\',
+                    2 => 0xe9,
+                    _ => b'a' + (i % 26) as u8,
+                })
+                .collect();
+            for from in 0..=len.min(9) {
+                assert_eq!(
+                    string_end(&text, from),
+                    plain(&text, from),
+                    "{:?} from {from}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
     /// The fast path may only accept what the strict path accepts, with the same result.
     #[test]
     fn canonical_fast_path_agrees_with_the_strict_path() {
@@ -265,6 +357,8 @@ mod tests {
         };
         let alphabet = b"{}[]\":,. 0123456789-+eE\\a\xff\xc3\xa9";
         let mut accepted = 0;
+        // one memo across all mutants, as a batch reader keeps it: it must never change a result
+        let mut memo = Memo::default();
         for _ in 0..100_000 {
             let mut p = base.to_vec();
             for _ in 0..=(next() % 3) {
@@ -278,7 +372,10 @@ mod tests {
                     }
                 }
             }
-            if let Some(fast) = read_canonical(&p, DataCheck::Full) {
+            let fresh = read_canonical(&p, DataCheck::Full, &mut Memo::default());
+            let remembered = read_canonical(&p, DataCheck::Full, &mut memo);
+            assert_eq!(fresh, remembered, "{}", String::from_utf8_lossy(&p));
+            if let Some(fast) = fresh {
                 accepted += 1;
                 let strict = read_strict(&p).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&p)));
                 assert_eq!(fast.0, strict.0);
@@ -298,7 +395,11 @@ mod tests {
             br#"{"ls":1,"id":"i","from":"a","seq":1,"ts":1,"data": 1}"#,
             br#"{"ls":1,"id":"\u0069","from":"a","seq":1,"ts":1,"data":1}"#,
         ] {
-            assert!(read_canonical(bad, DataCheck::Full).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                read_canonical(bad, DataCheck::Full, &mut Memo::default()).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use lockstep_core::envelope::{Codec, Kind, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{Codec, Kind, Memo, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub::{self, SeqTracker};
 use lockstep_core::CoreError;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyFloat, PyList, PyString};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::args;
@@ -35,7 +35,7 @@ enum Value<'py> {
 struct Meta<'py> {
     sender: Bound<'py, PyString>,
     seq: u64,
-    ts: f64,
+    ts: Bound<'py, PyFloat>,
     id: Bound<'py, PyString>,
 }
 
@@ -46,13 +46,17 @@ struct Slot<'py> {
     value: Value<'py>,
 }
 
-/// The messages of one call, built in one pass, decoded at `finish`.
+/// The messages of one call, built in one pass, decoded at `finish`. What repeats from one
+/// message to the next (its channel, its sender, the `ts` of one publish) is made into a
+/// Python object once.
 pub(super) struct Batch<'py> {
     py: Python<'py>,
     json: Vec<u8>,
     slots: Vec<Slot<'py>>,
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
     senders: SenderCache<'py>,
+    channel: Option<(Vec<u8>, Bound<'py, PyString>)>,
+    ts: Option<(u64, Bound<'py, PyFloat>)>,
 }
 
 impl<'py> Batch<'py> {
@@ -61,8 +65,40 @@ impl<'py> Batch<'py> {
         self.slots.is_empty()
     }
 
-    pub(super) fn new(py: Python<'py>) -> Self {
-        Batch { py, json: Vec::new(), slots: Vec::new(), jumps: Vec::new(), senders: SenderCache::new(py) }
+    /// `bytes` bounds the payload bytes to come (0 when unknown), so buffers grow once.
+    pub(super) fn new(py: Python<'py>, bytes: usize) -> Self {
+        Batch {
+            py,
+            json: Vec::with_capacity(bytes + 2),
+            slots: Vec::with_capacity(bytes / 128),
+            jumps: Vec::new(),
+            senders: SenderCache::new(py),
+            channel: None,
+            ts: None,
+        }
+    }
+
+    /// `dec.channel(wire)`, the last one remembered.
+    pub(super) fn channel(&mut self, dec: &MessageDecoder, wire: &[u8]) -> Bound<'py, PyString> {
+        match &self.channel {
+            Some((last, name)) if last.as_slice() == wire => name.clone(),
+            _ => {
+                let name = dec.channel(self.py, wire);
+                self.channel = Some((wire.to_vec(), name.clone()));
+                name
+            }
+        }
+    }
+
+    fn ts(&mut self, ts: f64) -> Bound<'py, PyFloat> {
+        match &self.ts {
+            Some((bits, obj)) if *bits == ts.to_bits() => obj.clone(),
+            _ => {
+                let obj = PyFloat::new(self.py, ts);
+                self.ts = Some((ts.to_bits(), obj.clone()));
+                obj
+            }
+        }
     }
 
     fn push_json(&mut self, data: &[u8]) -> Value<'py> {
@@ -81,7 +117,7 @@ impl<'py> Batch<'py> {
         position: Bound<'py, PyAny>,
     ) -> PyResult<()> {
         let py = self.py;
-        let (meta, value) = match pubsub::decode_any(payload, dec.max_size) {
+        let (meta, value) = match pubsub::decode_any(payload, dec.max_size, &mut dec.memo) {
             Err(err) => {
                 let bad = channel_error(py, &channel, &err, &position)?;
                 bad.setattr(intern!(py, "payload"), PyBytes::new(py, payload))?;
@@ -96,7 +132,7 @@ impl<'py> Batch<'py> {
                                 self.jumps.push((self.slots.len(), sender.clone(), lo, hi));
                             }
                         }
-                        Some(Meta { sender, seq: m.seq, ts: m.ts, id: PyString::new(py, &m.id) })
+                        Some(Meta { sender, seq: m.seq, ts: self.ts(m.ts), id: PyString::new(py, &m.id) })
                     }
                     None => None,
                 };
@@ -122,17 +158,14 @@ impl<'py> Batch<'py> {
     pub(super) fn finish(self, dec: &MessageDecoder) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let py = self.py;
         let json_count = self.slots.iter().filter(|s| matches!(s.value, Value::Json { .. })).count();
-        let mut bulk: Option<Vec<Bound<'py, PyAny>>> = None;
+        let mut bulk: Option<Bound<'py, PyList>> = None;
         if json_count > 0 {
             let mut json = self.json;
             json.push(b']');
             // One C-speed call for the whole batch; if any item fails (e.g. a typed channel
             // got a payload of the wrong shape), fall back to one call per item below.
-            if let Ok(list) = dec.decode_array.bind(py).call1((PyBytes::new(py, &json),)) {
-                let values: Vec<Bound<'py, PyAny>> = list.try_iter()?.collect::<PyResult<_>>()?;
-                if values.len() == json_count {
-                    bulk = Some(values);
-                }
+            if let Ok(values) = dec.decode_array.bind(py).call1((PyBytes::new(py, &json),)) {
+                bulk = values.cast_into::<PyList>().ok().filter(|list| list.len() == json_count);
             }
             return build(py, dec, self.slots, bulk, &json, self.jumps);
         }
@@ -144,13 +177,13 @@ fn build<'py>(
     py: Python<'py>,
     dec: &MessageDecoder,
     slots: Vec<Slot<'py>>,
-    bulk: Option<Vec<Bound<'py, PyAny>>>,
+    bulk: Option<Bound<'py, PyList>>,
     json: &[u8],
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
     let message_type = dec.message_type.bind(py);
     let decode_item = dec.decode_item.bind(py);
-    let mut bulk = bulk.map(Vec::into_iter);
+    let mut bulk = bulk.map(|list| (list, 0usize));
     let items = PyList::empty(py);
     for slot in slots {
         let item = |data: Bound<'py, PyBytes>, kind: &str| decode_item.call1((&slot.channel, data, kind));
@@ -161,7 +194,10 @@ fn build<'py>(
             }
             Value::Ready(v) => Ok(v),
             Value::Item(data, kind) => item(data, kind),
-            Value::Json { start, end } => match bulk.as_mut().and_then(Iterator::next) {
+            Value::Json { start, end } => match bulk.as_mut().and_then(|(list, i)| {
+                *i += 1;
+                list.get_item(*i - 1).ok()
+            }) {
                 Some(v) => Ok(v),
                 None => item(PyBytes::new(py, json.get(start..end).unwrap_or_default()), "json"),
             },
@@ -181,7 +217,7 @@ fn build<'py>(
                 value,
                 &m.sender,
                 m.seq.into_bound_py_any(py)?,
-                m.ts.into_bound_py_any(py)?,
+                &m.ts,
                 &m.id,
                 &slot.position,
             ))?,
@@ -256,6 +292,7 @@ pub struct MessageDecoder {
     typed: bool,
     channels: HashMap<Vec<u8>, Py<PyString>>,
     tracker: Option<SeqTracker>,
+    memo: Memo,
     max_size: usize,
 }
 
@@ -292,6 +329,7 @@ impl MessageDecoder {
             typed,
             channels: HashMap::new(),
             tracker: track_seqs.then(|| SeqTracker::new(TRACKED_SENDERS)),
+            memo: Memo::default(),
             max_size,
         })
     }
@@ -343,7 +381,7 @@ impl MessageDecoder {
         if !positions.is_empty() && positions.len() != payloads.len() {
             return Err(PyTypeError::new_err("positions must be None or one per payload"));
         }
-        let mut batch = Batch::new(py);
+        let mut batch = Batch::new(py, payloads.iter().map(|p| p.as_bytes().len()).sum());
         for (index, payload) in payloads.iter().enumerate() {
             let channel = match &one {
                 Some(c) => c.clone(),

@@ -1,10 +1,9 @@
 //! The publish hot path: a batch's data (one JSON array, as msgspec encodes a list) to
 //! envelopes and RESP commands in one call, with no Python object per message.
 
-use lockstep_core::envelope::{self, BatchMeta, Codec, DataCheck, Layout, DEFAULT_MAX_SIZE};
+use lockstep_core::envelope::{BatchMeta, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub;
 use lockstep_core::resp;
-use lockstep_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -35,9 +34,8 @@ pub(super) fn pack_envelopes<'py>(
     let prefix_items: Vec<Vec<u8>> = args::bytes_or_str_items(prefix, "prefix")?;
     let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
     let head = resp::each_head(&prefix_args).map_err(errors::to_py)?;
-    let layout = Layout { command_head: &head, data_check: DataCheck::Shape };
     let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
-    let run = || encode_json_array(array, &meta, layout);
+    let run = || pubsub::encode_json_array(array, &meta, &head);
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     Ok((PyBytes::new(py, &batch.buf), batch.len()))
 }
@@ -59,9 +57,8 @@ pub(super) fn encode_array<'py>(
     max_size: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
-    let layout = Layout { command_head: b"", data_check: DataCheck::Shape };
     let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
-    let run = || encode_json_array(array, &meta, layout);
+    let run = || pubsub::encode_json_array(array, &meta, b"");
     let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
@@ -73,15 +70,4 @@ pub(super) fn encode_array<'py>(
 pub(super) fn largest_item(py: Python<'_>, array: &[u8]) -> PyResult<usize> {
     let run = || pubsub::split_json_array(array).map(|items| items.iter().map(|i| i.len()).max().unwrap_or(0));
     if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)
-}
-
-/// Every item of ``array`` (a JSON array a JSON encoder produced) as a JSON envelope,
-/// written as `layout` says.
-fn encode_json_array(
-    array: &[u8],
-    meta: &BatchMeta<'_>,
-    layout: Layout<'_>,
-) -> Result<envelope::EncodedBatch, CoreError> {
-    let items = pubsub::split_json_array(array)?;
-    envelope::encode_batch(Codec::Json, &items, meta, layout)
 }
