@@ -328,3 +328,44 @@ fn message_frames_fast_path_agrees_with_the_general_parser() {
     assert!(p.next_message_frame().is_none(), "over max_bulk: the general parser refuses it");
     assert!(matches!(p.next_reply(), Err(CoreError::Protocol { .. })));
 }
+
+/// `skip_plain` consumes exactly the plain integers and bulks a general read would, stops
+/// at anything else (an error reply, nil, an array, a huge integer, an incomplete reply),
+/// and leaves what follows to `next_reply`, at every split point.
+#[test]
+fn skipping_plain_replies_stops_where_they_end() {
+    let stream: &[u8] =
+        b":1\r\n$3\r\nabc\r\n:0\r\n-ERR no\r\n:7\r\n$-1\r\n*1\r\n:2\r\n:1234567890123456789\r\n$0\r\n\r\n:3\r\n";
+    let whole = parse_all(stream).unwrap();
+    for split in 0..=stream.len() {
+        let mut p = parser();
+        p.feed(&stream[..split]).unwrap();
+        let mut seen = Vec::new();
+        let mut fed_rest = false;
+        loop {
+            let skipped = p.skip_plain(usize::MAX);
+            seen.extend(std::iter::repeat_n(String::from("plain"), skipped));
+            match p.next_reply().unwrap() {
+                Some(reply) => seen.push(format!("{reply:?}")),
+                None if !fed_rest => {
+                    p.feed(&stream[split..]).unwrap();
+                    fed_rest = true;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), whole.len(), "split at {split}: {seen:?}");
+        for (got, want) in seen.iter().zip(&whole) {
+            let plain = want.starts_with("Integer") || want.starts_with("Bulk");
+            assert!(got == want || (got == "plain" && plain), "split at {split}: {got} for {want}");
+        }
+    }
+    let mut p = parser();
+    p.feed(b":1\r\n:2\r\n:3\r\n").unwrap();
+    assert_eq!(p.skip_plain(2), 2, "at most max");
+    assert_eq!(p.next_reply().unwrap(), Some(Reply::Integer(3)));
+    let mut p = parser();
+    p.feed(b":12345678901234567890\r\n").unwrap();
+    assert_eq!(p.skip_plain(1), 0, "an integer out of range is left to the general read");
+    assert!(p.next_reply().is_err());
+}

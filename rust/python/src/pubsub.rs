@@ -83,7 +83,7 @@ impl ReplyReader {
 
     /// Consume up to `count` replies without building them: `(consumed, first error reply)`.
     fn skip<'py>(&mut self, py: Python<'py>, count: usize) -> PyResult<(usize, Bound<'py, PyAny>)> {
-        let mut taken = 0;
+        let mut taken = self.parser.skip_plain(count);
         let mut error: Option<String> = None;
         while taken < count {
             match self.parser.next_reply().map_err(errors::to_py)? {
@@ -91,7 +91,7 @@ impl ReplyReader {
                     if let (Reply::Error(message), None) = (&reply, &error) {
                         error = Some(String::from_utf8_lossy(message).into_owned());
                     }
-                    taken += 1;
+                    taken += 1 + self.parser.skip_plain(count - taken - 1);
                 }
                 None => break,
             }

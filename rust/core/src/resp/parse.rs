@@ -216,6 +216,40 @@ impl RespParser {
         Some((channel, payload))
     }
 
+    /// Consume up to `max` plain integer or bulk-string replies at the front without
+    /// building them (the replies of a pipeline of `PUBLISH`es or `XADD`s, which nobody
+    /// reads); returns how many. Stops at anything else, incomplete or unusual, which
+    /// [`Self::next_reply`] then reads (or fails) the general way.
+    pub fn skip_plain(&mut self, max: usize) -> usize {
+        if self.failed.is_some() || self.scan.is_some() {
+            return 0;
+        }
+        let max_bulk = self.limits.max_bulk;
+        let mut skipped = 0;
+        while skipped < max {
+            let Some(buf) = self.buf.get(self.start..) else { break };
+            let rest = match buf.first() {
+                Some(b':') => {
+                    let body = buf.get(1..).unwrap_or_default();
+                    // up to 18 digits: surely an i64 (a longer one is checked the general way)
+                    let digits = body.iter().take(19).take_while(|c| c.is_ascii_digit()).count();
+                    match body.get(digits..).and_then(|r| r.strip_prefix(b"\r\n")) {
+                        Some(rest) if (1..=18).contains(&digits) => rest,
+                        _ => break,
+                    }
+                }
+                Some(b'$') => match fast_bulk(buf, max_bulk) {
+                    Some((_, rest)) => rest,
+                    None => break,
+                },
+                _ => break,
+            };
+            self.start += buf.len() - rest.len();
+            skipped += 1;
+        }
+        skipped
+    }
+
     /// The next complete reply, or `None` until more bytes arrive.
     pub fn next_reply(&mut self) -> Result<Option<Reply<'_>>, CoreError> {
         if let Some(err) = &self.failed {
