@@ -214,9 +214,11 @@ def largest_item(array: bytes) -> int:
 class MessageDecoder:
     """Turns payloads into messages for one subscription or consumer. Envelopes (JSON or
     msgpack, told apart by their marker) are decoded in Rust; the JSON data of a whole batch
-    is decoded by ONE call ``decode_array(b"[d1,d2,...]") -> list``; msgpack data, and typed
-    foreign text or bytes, by ``decode_item(channel, data, kind)`` with kind ``"json"``,
-    ``"msgpack"``, ``"text"`` or ``"bytes"`` (also the fallback when the batch call raises).
+    is decoded by ONE call ``decode_array(b"[d1,d2,...]") -> list``, its msgpack data by ONE
+    call ``decode_msgpack_array(<msgpack array>) -> list`` (when given); the rest (typed
+    foreign text or bytes, msgpack data without ``decode_msgpack_array``) by
+    ``decode_item(channel, data, kind)`` with kind ``"json"``, ``"msgpack"``, ``"text"`` or
+    ``"bytes"``, also the fallback when a batch call raises.
     Messages are built as ``message_type(channel, data, sender, seq, ts, id, position)``.
     With ``track_seqs`` it remembers each sender's last seq and reports jumps."""
 
@@ -226,6 +228,7 @@ class MessageDecoder:
         decode_array: Callable[[bytes], Sequence[Any]],
         decode_item: Callable[[str, bytes, str], Any],
         *,
+        decode_msgpack_array: Callable[[bytes], Sequence[Any]] | None = None,
         typed: bool = False,
         track_seqs: bool = True,
         max_size: int = 1048576,

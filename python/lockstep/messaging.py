@@ -65,12 +65,14 @@ __all__ = [
 ]
 
 _ANY_ARRAY = msgspec.json.Decoder(list[Any])
+_ANY_MSGPACK_ARRAY = msgspec.msgpack.Decoder(list[Any])
 
 
 def make_decoder(type: Any = None, *, track_seqs: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> MessageDecoder:
     """A Rust MessageDecoder delivering ``Message``s whose data is decoded as ``type``."""
     try:
         array = _ANY_ARRAY if type is None else msgspec.json.Decoder(list[type])  # type: ignore[valid-type]
+        msgpack_array = _ANY_MSGPACK_ARRAY if type is None else msgspec.msgpack.Decoder(list[type])  # type: ignore[valid-type]
         json_one = msgspec.json.Decoder(Any if type is None else type)
         msgpack_one = msgspec.msgpack.Decoder(Any if type is None else type)
     except TypeError as e:
@@ -88,7 +90,13 @@ def make_decoder(type: Any = None, *, track_seqs: bool = True, max_size: int = D
             raise _data_error(channel, kind, type, e) from e
 
     return MessageDecoder(
-        Message, array.decode, decode_item, typed=type is not None, track_seqs=track_seqs, max_size=max_size
+        Message,
+        array.decode,
+        decode_item,
+        decode_msgpack_array=msgpack_array.decode,
+        typed=type is not None,
+        track_seqs=track_seqs,
+        max_size=max_size,
     )
 
 

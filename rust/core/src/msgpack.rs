@@ -211,6 +211,21 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// The header of an array of `count` values (the values follow it, back to back).
+pub fn write_array_header(out: &mut Vec<u8>, count: usize) {
+    match count {
+        0..=15 => out.push(0x90 | count as u8),
+        16..=0xffff => {
+            out.push(0xdc);
+            out.extend_from_slice(&(count as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdd);
+            out.extend_from_slice(&u32::try_from(count).unwrap_or(u32::MAX).to_be_bytes());
+        }
+    }
+}
+
 /// Length of the most compact encoding of `v`.
 pub fn uint_len(v: u64) -> usize {
     match v {

@@ -264,6 +264,62 @@ pub fn encode_json_array(
     envelope::encode_batch(Codec::Json, &items, batch, envelope::Layout::checked(command_head))
 }
 
+/// Data items of one codec, kept back to back to be decoded as ONE array (JSON: after `[`,
+/// comma-separated; msgpack: behind an array header written at the end). Each item must be
+/// exactly one value (as the envelope readers check), so no item can run into the next.
+#[derive(Clone, Debug, Default)]
+pub struct DataArray {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl DataArray {
+    pub fn with_capacity(bytes: usize) -> Self {
+        DataArray { bytes: Vec::with_capacity(bytes), count: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Append one item; returns where its bytes are in [`Self::items`].
+    pub fn push(&mut self, codec: Codec, data: &[u8]) -> (usize, usize) {
+        if codec == Codec::Json {
+            self.bytes.push(if self.count == 0 { b'[' } else { b',' });
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.count += 1;
+        (start, self.bytes.len())
+    }
+
+    /// The items' bytes (with JSON's separators).
+    pub fn items(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The whole array as `codec` writes one.
+    pub fn array(&self, codec: Codec) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 5);
+        match codec {
+            Codec::Json if self.count == 0 => out.extend_from_slice(b"[]"),
+            Codec::Json => {
+                out.extend_from_slice(&self.bytes);
+                out.push(b']');
+            }
+            Codec::Msgpack => {
+                crate::msgpack::write_array_header(&mut out, self.count);
+                out.extend_from_slice(&self.bytes);
+            }
+        }
+        out
+    }
+}
+
 /// Inclusive range of sequence numbers a subscriber missed from one sender.
 pub type Missed = (u64, u64);
 

@@ -1,12 +1,14 @@
 //! `MessageDecoder`: how payloads become `Message` objects, a batch at a time. Envelopes are
-//! decoded in Rust; the JSON data of the whole batch is decoded by ONE call of a msgspec
-//! decoder over a JSON array built here; each sender's sequence numbers are tracked to report
-//! what was missed. A payload that fails becomes an `EnvelopeError` instance in its place.
+//! decoded in Rust; the data of the whole batch is decoded by ONE call of a msgspec decoder
+//! per codec, over an array built here (JSON: `[d1,d2,...]`; msgpack: an array header and
+//! the items, each checked to be exactly one value); each sender's sequence numbers are
+//! tracked to report what was missed. A payload that fails becomes an `EnvelopeError`
+//! instance in its place.
 
 use std::collections::HashMap;
 
 use lockstep_core::envelope::{Codec, Kind, Memo, DEFAULT_MAX_SIZE};
-use lockstep_core::pubsub::{self, SeqTracker};
+use lockstep_core::pubsub::{self, DataArray, SeqTracker};
 use lockstep_core::CoreError;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -22,8 +24,8 @@ const TRACKED_SENDERS: usize = 65_536;
 
 /// Where a slot's data comes from once the batch is decoded.
 enum Value<'py> {
-    /// Bytes `start..end` of the batch's JSON array.
-    Json { start: usize, end: usize },
+    /// Bytes `start..end` of the batch's array in that codec.
+    Bulk { codec: Codec, start: usize, end: usize },
     /// Already a Python value (untyped text or bytes).
     Ready(Bound<'py, PyAny>),
     /// Needs `decode_item(channel, data, kind)`.
@@ -46,12 +48,29 @@ struct Slot<'py> {
     value: Value<'py>,
 }
 
+/// One call of `decode` over `items` as an array: its values, or None when there are none,
+/// when the call failed (e.g. a typed channel got an item of the wrong shape) or gave a
+/// different count.
+fn decode_items<'py>(
+    py: Python<'py>,
+    items: &DataArray,
+    codec: Codec,
+    decode: Option<&Py<PyAny>>,
+) -> Option<Bound<'py, PyList>> {
+    if items.is_empty() {
+        return None;
+    }
+    let values = decode?.bind(py).call1((PyBytes::new(py, &items.array(codec)),)).ok()?;
+    values.cast_into::<PyList>().ok().filter(|list| list.len() == items.len())
+}
+
 /// The messages of one call, built in one pass, decoded at `finish`. What repeats from one
 /// message to the next (its channel, its sender, the `ts` of one publish) is made into a
 /// Python object once.
 pub(super) struct Batch<'py> {
     py: Python<'py>,
-    json: Vec<u8>,
+    json: DataArray,
+    msgpack: DataArray,
     slots: Vec<Slot<'py>>,
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
     senders: SenderCache<'py>,
@@ -69,7 +88,8 @@ impl<'py> Batch<'py> {
     pub(super) fn new(py: Python<'py>, bytes: usize) -> Self {
         Batch {
             py,
-            json: Vec::with_capacity(bytes + 2),
+            json: DataArray::with_capacity(bytes + 2),
+            msgpack: DataArray::default(),
             slots: Vec::with_capacity(bytes / 128),
             jumps: Vec::new(),
             senders: SenderCache::new(py),
@@ -101,11 +121,13 @@ impl<'py> Batch<'py> {
         }
     }
 
-    fn push_json(&mut self, data: &[u8]) -> Value<'py> {
-        self.json.push(if self.json.is_empty() { b'[' } else { b',' });
-        let start = self.json.len();
-        self.json.extend_from_slice(data);
-        Value::Json { start, end: self.json.len() }
+    fn push_bulk(&mut self, codec: Codec, data: &[u8]) -> Value<'py> {
+        let items = match codec {
+            Codec::Json => &mut self.json,
+            Codec::Msgpack => &mut self.msgpack,
+        };
+        let (start, end) = items.push(codec, data);
+        Value::Bulk { codec, start, end }
     }
 
     /// Add one payload; `position` is its place in a log (None for pub/sub).
@@ -138,8 +160,8 @@ impl<'py> Batch<'py> {
                 };
                 let data = decoded.data;
                 let value = match (decoded.kind, codec) {
-                    (Kind::Envelope, Codec::Msgpack) => Value::Item(PyBytes::new(py, data), "msgpack"),
-                    (Kind::Envelope | Kind::Json, _) => self.push_json(data),
+                    (Kind::Envelope, codec) => self.push_bulk(codec, data),
+                    (Kind::Json, _) => self.push_bulk(Codec::Json, data),
                     (Kind::Text, _) if !dec.typed => {
                         Value::Ready(PyString::new(py, &String::from_utf8_lossy(data)).into_any())
                     }
@@ -154,22 +176,33 @@ impl<'py> Batch<'py> {
         Ok(())
     }
 
-    /// Decode every data value and build the messages: `(items, jumps)`.
+    /// Decode every data value and build the messages: `(items, jumps)`. One call per codec
+    /// for the whole batch; if one fails, its items are decoded one by one instead (so a bad
+    /// item fails alone).
     pub(super) fn finish(self, dec: &MessageDecoder) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let py = self.py;
-        let json_count = self.slots.iter().filter(|s| matches!(s.value, Value::Json { .. })).count();
-        let mut bulk: Option<Bound<'py, PyList>> = None;
-        if json_count > 0 {
-            let mut json = self.json;
-            json.push(b']');
-            // One C-speed call for the whole batch; if any item fails (e.g. a typed channel
-            // got a payload of the wrong shape), fall back to one call per item below.
-            if let Ok(values) = dec.decode_array.bind(py).call1((PyBytes::new(py, &json),)) {
-                bulk = values.cast_into::<PyList>().ok().filter(|list| list.len() == json_count);
-            }
-            return build(py, dec, self.slots, bulk, &json, self.jumps);
-        }
-        build(py, dec, self.slots, None, &[], self.jumps)
+        let bulk = Bulk {
+            json: (decode_items(py, &self.json, Codec::Json, Some(&dec.decode_array)), 0),
+            msgpack: (decode_items(py, &self.msgpack, Codec::Msgpack, dec.decode_msgpack_array.as_ref()), 0),
+        };
+        build(py, dec, self.slots, bulk, (self.json.items(), self.msgpack.items()), self.jumps)
+    }
+}
+
+/// Each codec's decoded values (None: decode item by item) and how many were taken.
+struct Bulk<'py> {
+    json: (Option<Bound<'py, PyList>>, usize),
+    msgpack: (Option<Bound<'py, PyList>>, usize),
+}
+
+impl<'py> Bulk<'py> {
+    fn next(&mut self, codec: Codec) -> Option<Bound<'py, PyAny>> {
+        let (list, taken) = match codec {
+            Codec::Json => &mut self.json,
+            Codec::Msgpack => &mut self.msgpack,
+        };
+        *taken += 1;
+        list.as_ref()?.get_item(*taken - 1).ok()
     }
 }
 
@@ -177,13 +210,12 @@ fn build<'py>(
     py: Python<'py>,
     dec: &MessageDecoder,
     slots: Vec<Slot<'py>>,
-    bulk: Option<Bound<'py, PyList>>,
-    json: &[u8],
+    mut bulk: Bulk<'py>,
+    (json, msgpack): (&[u8], &[u8]),
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
     let message_type = dec.message_type.bind(py);
     let decode_item = dec.decode_item.bind(py);
-    let mut bulk = bulk.map(|list| (list, 0usize));
     let items = PyList::empty(py);
     for slot in slots {
         let item = |data: Bound<'py, PyBytes>, kind: &str| decode_item.call1((&slot.channel, data, kind));
@@ -194,12 +226,12 @@ fn build<'py>(
             }
             Value::Ready(v) => Ok(v),
             Value::Item(data, kind) => item(data, kind),
-            Value::Json { start, end } => match bulk.as_mut().and_then(|(list, i)| {
-                *i += 1;
-                list.get_item(*i - 1).ok()
-            }) {
+            Value::Bulk { codec, start, end } => match bulk.next(codec) {
                 Some(v) => Ok(v),
-                None => item(PyBytes::new(py, json.get(start..end).unwrap_or_default()), "json"),
+                None => {
+                    let bytes = if codec == Codec::Json { json } else { msgpack };
+                    item(PyBytes::new(py, bytes.get(start..end).unwrap_or_default()), codec.name())
+                }
             },
         };
         let value = match value {
@@ -288,6 +320,7 @@ fn channel_error<'py>(
 pub struct MessageDecoder {
     message_type: Py<PyAny>,
     decode_array: Py<PyAny>,
+    decode_msgpack_array: Option<Py<PyAny>>,
     decode_item: Py<PyAny>,
     typed: bool,
     channels: HashMap<Vec<u8>, Py<PyString>>,
@@ -310,13 +343,15 @@ impl MessageDecoder {
 impl MessageDecoder {
     #[new]
     #[pyo3(
-        signature = (message_type, decode_array, decode_item, *, typed = false, track_seqs = true, max_size = None),
-        text_signature = "(message_type, decode_array, decode_item, *, typed=False, track_seqs=True, max_size=1048576)"
+        signature = (message_type, decode_array, decode_item, *, decode_msgpack_array = None, typed = false, track_seqs = true, max_size = None),
+        text_signature = "(message_type, decode_array, decode_item, *, decode_msgpack_array=None, typed=False, track_seqs=True, max_size=1048576)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         message_type: Py<PyAny>,
         decode_array: Py<PyAny>,
         decode_item: Py<PyAny>,
+        decode_msgpack_array: Option<Py<PyAny>>,
         typed: bool,
         track_seqs: bool,
         max_size: Option<&Bound<'_, PyAny>>,
@@ -325,6 +360,7 @@ impl MessageDecoder {
         Ok(MessageDecoder {
             message_type,
             decode_array,
+            decode_msgpack_array,
             decode_item,
             typed,
             channels: HashMap::new(),
