@@ -302,21 +302,18 @@ impl DataArray {
         &self.bytes
     }
 
-    /// The whole array as `codec` writes one.
-    pub fn array(&self, codec: Codec) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + 5);
+    /// The whole array as `codec` writes one, as (head, items, tail) to copy out back to
+    /// back: the caller copies the items once, e.g. straight into a Python `bytes`.
+    pub fn array(&self, codec: Codec) -> (Vec<u8>, &[u8], &'static [u8]) {
         match codec {
-            Codec::Json if self.count == 0 => out.extend_from_slice(b"[]"),
-            Codec::Json => {
-                out.extend_from_slice(&self.bytes);
-                out.push(b']');
-            }
+            Codec::Json if self.count == 0 => (b"[".to_vec(), &[], b"]"),
+            Codec::Json => (Vec::new(), &self.bytes, b"]"),
             Codec::Msgpack => {
-                crate::msgpack::write_array_header(&mut out, self.count);
-                out.extend_from_slice(&self.bytes);
+                let mut head = Vec::with_capacity(5);
+                crate::msgpack::write_array_header(&mut head, self.count);
+                (head, &self.bytes, b"")
             }
         }
-        out
     }
 }
 

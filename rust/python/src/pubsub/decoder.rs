@@ -57,10 +57,19 @@ fn decode_items<'py>(
     codec: Codec,
     decode: Option<&Py<PyAny>>,
 ) -> Option<Bound<'py, PyList>> {
-    if items.is_empty() {
-        return None;
-    }
-    let values = decode?.bind(py).call1((PyBytes::new(py, &items.array(codec)),)).ok()?;
+    let decode = decode.filter(|_| !items.is_empty())?;
+    let (head, body, tail) = items.array(codec);
+    let (at_body, at_tail) = (head.len(), head.len() + body.len());
+    let array = PyBytes::new_with(py, at_tail + tail.len(), |out| {
+        for (at, part) in [(0, head.as_slice()), (at_body, body), (at_tail, tail)] {
+            if let Some(dst) = out.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
+        }
+        Ok(())
+    })
+    .ok()?;
+    let values = decode.bind(py).call1((array,)).ok()?;
     values.cast_into::<PyList>().ok().filter(|list| list.len() == items.len())
 }
 
