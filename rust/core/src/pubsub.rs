@@ -464,6 +464,33 @@ mod tests {
         }
     }
 
+    /// Each codec's array is one value holding exactly the items pushed, whatever its size.
+    #[test]
+    fn data_arrays_hold_exactly_their_items() {
+        for count in [0usize, 1, 15, 16, 0xffff, 0x10000] {
+            let (mut js, mut mp) = (DataArray::default(), DataArray::default());
+            for i in 0..count {
+                js.push(Codec::Json, if i % 2 == 0 { b"{\"a\":[1,\",\"]}" } else { b"7" });
+                mp.push(Codec::Msgpack, if i % 2 == 0 { &[0x81, 0xa1, b'a', 0x92, 0x01, 0xc0][..] } else { &[0x07] });
+            }
+            let (head, items, tail) = js.array(Codec::Json);
+            let text = [head.as_slice(), items, tail].concat();
+            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text).unwrap();
+            assert_eq!(parsed.len(), count);
+            let (head, items, tail) = mp.array(Codec::Msgpack);
+            let bytes = [head.as_slice(), items, tail].concat();
+            let mut whole = crate::msgpack::Reader::new(&bytes, 0);
+            whole.skip_value(crate::msgpack::MAX_DEPTH).unwrap();
+            assert_eq!(whole.pos(), bytes.len(), "one value, {count} items");
+            let mut each = crate::msgpack::Reader::new(&bytes, head.len());
+            for _ in 0..count {
+                each.skip_value(crate::msgpack::MAX_DEPTH).unwrap();
+            }
+            assert_eq!(each.pos(), bytes.len());
+            assert_eq!((js.len(), mp.len()), (count, count));
+        }
+    }
+
     #[test]
     fn tracker_stays_bounded() {
         let mut t = SeqTracker::new(10);
