@@ -102,7 +102,7 @@ pub struct Meta<'a> {
 pub struct Memo {
     pub(crate) ts_text: Vec<u8>,
     pub(crate) ts: f64,
-    sender: Vec<u8>,
+    sender: Option<Vec<u8>>,
 }
 
 /// One decoded payload. `meta` is present exactly when `kind` is `Kind::Envelope`.
@@ -343,11 +343,9 @@ fn decode_checking<'a>(
         Codec::Msgpack => wire_msgpack::read(payload)?,
     };
     let named = |e: CoreError| CoreError::envelope(e.to_string());
-    // (an empty memo matches nothing: the empty name is not valid)
-    if memo.sender.is_empty() || memo.sender != meta.sender.as_bytes() {
+    if memo.sender.as_deref() != Some(meta.sender.as_bytes()) {
         validate_name(&meta.sender, "sender").map_err(named)?;
-        memo.sender.clear();
-        memo.sender.extend_from_slice(meta.sender.as_bytes());
+        memo.sender = Some(meta.sender.as_bytes().to_vec());
     }
     validate_name(&meta.id, "message id").map_err(named)?;
     if !meta.ts.is_finite() {

@@ -78,8 +78,8 @@ fn decode_items<'py>(
 /// Python object once.
 pub(super) struct Batch<'py> {
     py: Python<'py>,
-    json: DataArray,
-    msgpack: DataArray,
+    /// the data items of each codec, at [`at`]
+    arrays: [DataArray; 2],
     slots: Vec<Slot<'py>>,
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
     senders: SenderCache<'py>,
@@ -97,8 +97,7 @@ impl<'py> Batch<'py> {
     pub(super) fn new(py: Python<'py>, bytes: usize) -> Self {
         Batch {
             py,
-            json: DataArray::with_capacity(bytes + 2),
-            msgpack: DataArray::default(),
+            arrays: [DataArray::with_capacity(bytes + 2), DataArray::default()],
             slots: Vec::with_capacity(bytes / 128),
             jumps: Vec::new(),
             senders: SenderCache::new(py),
@@ -131,11 +130,7 @@ impl<'py> Batch<'py> {
     }
 
     fn push_bulk(&mut self, codec: Codec, data: &[u8]) -> Value<'py> {
-        let items = match codec {
-            Codec::Json => &mut self.json,
-            Codec::Msgpack => &mut self.msgpack,
-        };
-        let (start, end) = items.push(codec, data);
+        let (start, end) = self.arrays[at(codec)].push(codec, data);
         Value::Bulk { codec, start, end }
     }
 
@@ -190,29 +185,29 @@ impl<'py> Batch<'py> {
     /// item fails alone).
     pub(super) fn finish(self, dec: &MessageDecoder) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let py = self.py;
-        let bulk = Bulk {
-            json: (decode_items(py, &self.json, Codec::Json, Some(&dec.decode_array)), 0),
-            msgpack: (decode_items(py, &self.msgpack, Codec::Msgpack, dec.decode_msgpack_array.as_ref()), 0),
-        };
-        build(py, dec, self.slots, bulk, (self.json.items(), self.msgpack.items()), self.jumps)
+        let decoders = [Some(&dec.decode_array), dec.decode_msgpack_array.as_ref()];
+        let bulk = CODECS.map(|codec| (decode_items(py, &self.arrays[at(codec)], codec, decoders[at(codec)]), 0));
+        build(py, dec, self.slots, bulk, &self.arrays, self.jumps)
+    }
+}
+
+const CODECS: [Codec; 2] = [Codec::Json, Codec::Msgpack];
+
+/// Where a codec's data is kept in a batch's per-codec arrays.
+const fn at(codec: Codec) -> usize {
+    match codec {
+        Codec::Json => 0,
+        Codec::Msgpack => 1,
     }
 }
 
 /// Each codec's decoded values (None: decode item by item) and how many were taken.
-struct Bulk<'py> {
-    json: (Option<Bound<'py, PyList>>, usize),
-    msgpack: (Option<Bound<'py, PyList>>, usize),
-}
+type Bulk<'py> = [(Option<Bound<'py, PyList>>, usize); 2];
 
-impl<'py> Bulk<'py> {
-    fn next(&mut self, codec: Codec) -> Option<Bound<'py, PyAny>> {
-        let (list, taken) = match codec {
-            Codec::Json => &mut self.json,
-            Codec::Msgpack => &mut self.msgpack,
-        };
-        *taken += 1;
-        list.as_ref()?.get_item(*taken - 1).ok()
-    }
+fn next_value<'py>(bulk: &mut Bulk<'py>, codec: Codec) -> Option<Bound<'py, PyAny>> {
+    let (list, taken) = &mut bulk[at(codec)];
+    *taken += 1;
+    list.as_ref()?.get_item(*taken - 1).ok()
 }
 
 fn build<'py>(
@@ -220,7 +215,7 @@ fn build<'py>(
     dec: &MessageDecoder,
     slots: Vec<Slot<'py>>,
     mut bulk: Bulk<'py>,
-    (json, msgpack): (&[u8], &[u8]),
+    arrays: &[DataArray; 2],
     jumps: Vec<(usize, Bound<'py, PyString>, u64, u64)>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
     let message_type = dec.message_type.bind(py);
@@ -235,11 +230,11 @@ fn build<'py>(
             }
             Value::Ready(v) => Ok(v),
             Value::Item(data, kind) => item(data, kind),
-            Value::Bulk { codec, start, end } => match bulk.next(codec) {
+            Value::Bulk { codec, start, end } => match next_value(&mut bulk, codec) {
                 Some(v) => Ok(v),
                 None => {
-                    let bytes = if codec == Codec::Json { json } else { msgpack };
-                    item(PyBytes::new(py, bytes.get(start..end).unwrap_or_default()), codec.name())
+                    let bytes = arrays[at(codec)].items().get(start..end).unwrap_or_default();
+                    item(PyBytes::new(py, bytes), codec.name())
                 }
             },
         };
