@@ -272,7 +272,7 @@ def check_wait(wait: object) -> float:
 
 def check_kind(kind: object) -> str:
     if kind in BUILTIN_KINDS:
-        return kind  # type: ignore[return-value]
+        return kind
     if not (isinstance(kind, str) and 1 <= len(kind) <= 16 and kind.isascii() and kind.isalpha() and kind.islower()):
         raise InvalidInputError(f"kind must be {KINDS_PATTERN} (e.g. 'lock', 'port', 'claim'), got {kind!r}")
     return kind

@@ -71,8 +71,8 @@ _ANY_MSGPACK_ARRAY = msgspec.msgpack.Decoder(list[Any])
 def make_decoder(type: Any = None, *, track_seqs: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> MessageDecoder:
     """A Rust MessageDecoder delivering ``Message``s whose data is decoded as ``type``."""
     try:
-        array = _ANY_ARRAY if type is None else msgspec.json.Decoder(list[type])  # type: ignore[valid-type]
-        msgpack_array = _ANY_MSGPACK_ARRAY if type is None else msgspec.msgpack.Decoder(list[type])  # type: ignore[valid-type]
+        array = _ANY_ARRAY if type is None else msgspec.json.Decoder(list[type])
+        msgpack_array = _ANY_MSGPACK_ARRAY if type is None else msgspec.msgpack.Decoder(list[type])
         json_one = msgspec.json.Decoder(Any if type is None else type)
         msgpack_one = msgspec.msgpack.Decoder(Any if type is None else type)
     except TypeError as e:

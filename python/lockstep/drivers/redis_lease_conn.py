@@ -82,7 +82,7 @@ async def _take_over(driver: RedisDriver, op: str, timeout: float, on_reply: Cal
     pool = driver._pool
     if pool is None:
         raise BackendUnavailable(f"{driver.name}: {op}: not connected; call connect() first")
-    conn = pool.make_connection()
+    conn = pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     try:
         async with asyncio.timeout(timeout):
             await conn.connect()
@@ -97,7 +97,7 @@ async def _take_over(driver: RedisDriver, op: str, timeout: float, on_reply: Cal
     writer = conn._writer  # redis-py's asyncio StreamWriter
     assert writer is not None
     link = _Link(on_reply)
-    link.transport = writer.transport  # type: ignore[assignment]
+    link.transport = writer.transport
     link.transport.set_protocol(link)  # nothing is buffered: the handshake's replies were all read
     # The transport is ours now: neither redis-py's Connection nor the StreamWriter (whose
     # __del__ closes it) may close it when collected, so the link keeps the writer.

@@ -95,7 +95,7 @@ class SqliteLeaseStore(LeaseStore):
         self._rid_cache: dict[tuple[str, ...], list[str]] = {}
 
     def poll_interval(self, attempt: int) -> float:
-        return min(POLL_MAX, POLL_FIRST * 2 ** min(attempt, 10))
+        return min(POLL_MAX, POLL_FIRST * (1 << min(attempt, 10)))
 
     # -- setup: tables, this boot's epoch, this coordinator's liveness file -------------
     async def _setup(self, timeout: float) -> None:

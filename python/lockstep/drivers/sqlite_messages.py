@@ -252,7 +252,8 @@ class SqliteMessageStore(MessageStore):
             ).fetchall()
             return [GroupInfo(wire[len(prefix) : -1], grp, *counts) for wire, grp, *counts in rows]
 
-        return await self.run("consumer groups", job, timeout=timeout, write=False)
+        groups: list[GroupInfo] = await self.run("consumer groups", job, timeout=timeout, write=False)
+        return groups
 
     async def close(self) -> None:
         self.doorbell.close()
