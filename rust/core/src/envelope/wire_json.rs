@@ -248,15 +248,22 @@ static CLASS: [u8; 256] = {
 pub fn top_level(text: &[u8], mut separator: impl FnMut(usize) -> bool) -> Option<bool> {
     let mut depth = 0usize;
     let mut i = 0;
+    // Tests in order of frequency, not a `match`: compiled to a jump table, one indirect
+    // branch per byte, mispredicted at most bytes, it cost twice the whole scan.
     while let Some(&b) = text.get(i) {
         i += 1;
-        match CLASS[b as usize] {
-            0 => {}
-            QUOTE => i = string_end(text, i)?,
-            OPEN => depth += 1,
-            CLOSE => depth = depth.checked_sub(1)?,
-            _ if depth == 0 && !separator(i - 1) => return Some(false),
-            _ => {}
+        let class = CLASS[b as usize];
+        if class == 0 {
+            continue;
+        }
+        if class == QUOTE {
+            i = string_end(text, i)?;
+        } else if class == OPEN {
+            depth += 1;
+        } else if class == CLOSE {
+            depth = depth.checked_sub(1)?;
+        } else if depth == 0 && !separator(i - 1) {
+            return Some(false);
         }
     }
     Some(depth == 0)
