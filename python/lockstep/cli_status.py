@@ -7,7 +7,8 @@
 ``status`` prints the namespace's agents (alive or not, with their local process),
 every lease resource someone holds or waits for (holder, the agent owning the lease,
 fence, time left on the backend's clock, the queue in order), the consumer groups of
-its channels with their pending entries, the backend's memory and the latest reapings,
+its channels with their pending entries, its signal logs (target, name, newest
+generation, when it was sent), the backend's memory and the latest reapings,
 as tables (gathered by :mod:`lockstep.status_report`, from indexes, never a keyspace
 scan); ``--watch`` redraws them in place every SECONDS (default 2) until Ctrl-C.
 ``--json`` prints the same as one JSON object (with ``--watch``: one per line, per refresh).
@@ -132,6 +133,17 @@ async def render_status(coord: Coordinator) -> str:
             table(["channel", "group", "consumers", "pending", "not yet delivered"],
                   [[q["channel"], q["group"], str(q["consumers"]), str(q["pending"]),
                     "?" if q["lag"] is None else str(q["lag"])] for q in report["queues"]]),  # fmt: skip
+        ]
+    out.append("")
+    if report["signals"] is None:
+        out.append(f"signals: {report['notes']['signals']}")
+    else:
+        out += [
+            f"signal logs ({len(report['signals'])})",
+            table(["target", "signal", "generation", "retained", "last sent"],
+                  [[s["target"], s["name"], str(s["last"]), str(s["last"] - s["first"] + 1),
+                    "-" if s["ts"] is None else time.strftime("%H:%M:%S", time.localtime(s["ts"]))]
+                   for s in report["signals"]]),  # fmt: skip
         ]
     memory, recent = report["memory"], report["reapings"]
     out += [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .names import validate_name
 
-__all__ = ["Keyspace"]
+__all__ = ["Keyspace", "meta_of"]
 
 
 class Keyspace:
@@ -30,6 +30,16 @@ class Keyspace:
         tail = "".join(f":{p}" for p in parts)
         return f"{self.prefix}{{{kind}:{name}}}{tail}"
 
+    def kind_prefix(self, kind: str) -> str:
+        """What every key of ``kind`` in this namespace starts with: ``ls:NS:{KIND:``."""
+        return f"{self.prefix}{{{kind}:"
+
     def meta(self, *parts: str) -> str:
         """A namespace-wide key (indexes, schema version) with its own hash tag."""
         return f"{self.prefix}{{meta}}:" + ":".join(parts)
+
+
+def meta_of(key: str, *parts: str) -> str:
+    """:meth:`Keyspace.meta` of the namespace ``key`` (any key built here) is in: a namespace
+    name has no brace, so the prefix ends where the first hash tag starts."""
+    return f"{key[: key.index('{')]}{{meta}}:" + ":".join(parts)

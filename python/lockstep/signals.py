@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from .barriers import BarrierResult
     from .coordinator import Coordinator
 
-__all__ = ["Signal", "Signals", "SignalsShared"]
+__all__ = ["Signal", "SignalLog", "Signals", "SignalsShared"]
 
 T = TypeVar("T")
 
@@ -83,6 +83,17 @@ class Signal:
     skipped: int = 0  #: generations after the reader's ``after_generation`` lost to retention
     signed: bool = False  #: carried a valid HMAC (always True when read with a secret)
     sent: float = 0.0  #: the sender's clock when it signed it (0.0: unsigned)
+
+
+@dataclass(frozen=True)
+class SignalLog:
+    """One signal log of the namespace, as :meth:`Signals.logs` lists it."""
+
+    target: str
+    name: str
+    first: int  #: the oldest generation retained
+    last: int  #: the newest generation (the log's count of signals ever sent)
+    ts: float | None  #: when the newest was sent, by the backend's clock (Unix seconds)
 
 
 class _Record(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -266,6 +277,17 @@ class Signals:
         """Delete the log ``name`` of ``target`` (generations then start again at 1)."""
         key = self.log_key(target, name)
         return await self.store.delete([key], timeout=self._call_timeout(timeout)) > 0
+
+    async def logs(self, *, timeout: float | None = None) -> list[SignalLog]:
+        """Every signal log of the namespace, by target then name (what ``lockstep status``
+        shows). From the backend's table of logs, or its index of them on Redis."""
+        prefix = self.coord.keys.kind_prefix("sig")
+        found = []
+        for info in await self.store.logs(prefix, timeout=self._call_timeout(timeout)):
+            target, sep, name = info.key[len(prefix) :].partition("}:")
+            if sep:  # names have no braces: "}:" ends the target
+                found.append(SignalLog(target, name, info.first, info.last, info.ts))
+        return found
 
     # -- the waiting loop ------------------------------------------------------------------
     async def until(

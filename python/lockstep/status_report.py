@@ -2,8 +2,9 @@
 
 :func:`collect` reads, for one namespace: its agents (``coord.members()``), every busy
 lease resource with its holders and queue (``coord.leases()``), the consumer groups of
-its channels with their pending counts (``coord.consumer_groups()``), the backend's
-memory and the latest reapings. Every part comes from an index or a table of the
+its channels with their pending counts (``coord.consumer_groups()``), its signal logs
+with their newest generation (``coord.signals().logs()``), the backend's memory and the
+latest reapings. Every part comes from an index or a table of the
 namespace, never from a scan of the backend's keyspace. A part the driver does not
 offer is ``None``, with a note saying why, so ``--json`` readers can tell "none" from
 "not available".
@@ -17,6 +18,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .drivers.base import Capability
+from .errors import CapabilityError
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -43,6 +45,7 @@ async def collect(coord: Coordinator) -> dict[str, Any]:
         "agents": [_agent(m) for m in members],
         "leases": None,
         "queues": None,
+        "signals": None,
         "notes": {},
         "memory": {
             "backend_bytes": usage.backend_bytes,
@@ -63,6 +66,10 @@ async def collect(coord: Coordinator) -> dict[str, Any]:
             f"the {coord.driver.name} driver's messaging is pub/sub: no consumer groups or pending entries"
             + (f" ({coord.messaging.store.durable_hint})" if coord.messaging.store.durable_hint else "")
         )
+    try:
+        report["signals"] = [asdict(s) for s in await coord.signals().logs()]
+    except CapabilityError as e:
+        report["notes"]["signals"] = str(e)
     return report
 
 

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Registers agents in a process that then ends without leaving, as a crash would: "dead"
 # (ttl 0.3 s, owning a key and a lock) and "quiet" (ttl 60 s); "other" lives in another namespace.
 # Where messaging is durable, it also leaves consumer group "workers" of "jobs" with one entry
-# pending and one not yet delivered.
+# pending and one not yet delivered. It sends signal "interface_ready" about "sprint-1" twice
+# and "done" about "qa" once ("elsewhere" signals in the other namespace).
 SETUP = """
 import asyncio, sys, lockstep
 async def main(url, ns):
@@ -31,6 +32,9 @@ async def main(url, ns):
             async with coord.consume("jobs", "workers", consumer="w1", batch=1) as jobs:
                 async for _ in jobs:
                     break
+        await coord.signal("sprint-1", "interface_ready", {"file": "auth.ts"})
+        await coord.signal("sprint-1", "interface_ready", {"file": "auth.ts"})
+        await coord.signal("qa", "done")
         dead = await coord.agent("dead", ttl=0.3, interval=0.1, meta={"sprint": 7})
         await dead.put("state", b"x" * 100)
         lease = await coord.lock("test-runner", ttl=30, wait=0)
@@ -41,6 +45,7 @@ async def main(url, ns):
         coord._leases = None  # keep the lock held, as a killed process leaves it
     async with lockstep.connect(url, namespace=ns + "-other") as coord:
         (await coord.agent("other", ttl=60, interval=20)).abandon()
+        await coord.signal("elsewhere", "done")
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
@@ -78,8 +83,12 @@ def test_status_then_sweep(setup: tuple[str, str]) -> None:
     else:
         assert "queues: consumer groups (1, 1 entries pending)" in out
         assert next(line for line in out.splitlines() if line.startswith("jobs ")).split() == ["jobs", "workers", "1", "1", "1"]
+    assert "signal logs (2)" in out
+    assert next(line for line in out.splitlines() if line.startswith("qa ")).split()[:4] == ["qa", "done", "1", "1"]
+    ready = next(line for line in out.splitlines() if line.startswith("sprint-1 "))
+    assert ready.split()[:4] == ["sprint-1", "interface_ready", "2", "2"]
     assert "memory" in out and "backend" in out
-    assert "other" not in out  # another namespace
+    assert "other" not in out and "elsewhere" not in out  # another namespace
 
     res = lockstep_cli("sweep", url, "--namespace", ns)
     assert res.returncode == 0, res.stderr
@@ -107,6 +116,9 @@ def test_status_json(setup: tuple[str, str]) -> None:
         assert report["queues"] is None and "pub/sub" in report["notes"]["queues"]
     else:
         assert report["queues"] == [{"channel": "jobs", "group": "workers", "consumers": 1, "pending": 1, "lag": 1}]
+    assert [(s["target"], s["name"], s["first"], s["last"]) for s in report["signals"]] == [
+        ("qa", "done", 1, 1), ("sprint-1", "interface_ready", 1, 2)]  # fmt: skip
+    assert all(time.time() - 60 < s["ts"] <= time.time() + 1 for s in report["signals"])
     assert report["memory"]["backend_bytes"] > 0
 
 

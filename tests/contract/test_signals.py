@@ -146,6 +146,25 @@ async def test_forget_deletes_a_log(coord: lockstep.Coordinator) -> None:
     assert (await coord.signal("s", "gone", 2)).generation == 1
 
 
+async def test_logs_lists_every_log_of_the_namespace_with_its_bounds(
+    coord: lockstep.Coordinator, peer: lockstep.Coordinator, url: str, namespace: str
+) -> None:
+    signals = coord.signals(keep=2)
+    assert await signals.logs() == []
+    started = time.time()
+    for _ in range(3):
+        await signals.signal("sprint-1", "ready", 1)
+    await peer.signal("qa", "done:all", 2)  # a name with a colon: still split right
+    async with lockstep.connect(url, namespace=namespace + "-x") as elsewhere:
+        await elsewhere.signal("other", "done")
+    logs = await peer.signals().logs()
+    assert [(s.target, s.name, s.first, s.last) for s in logs] == [("qa", "done:all", 1, 1), ("sprint-1", "ready", 2, 3)]
+    assert all(started - 1 <= s.ts <= time.time() + 1 for s in logs if s.ts is not None)
+    assert all(s.ts is not None for s in logs)
+    assert await signals.forget("sprint-1", "ready")
+    assert [s.target for s in await signals.logs()] == ["qa"]
+
+
 async def test_bad_input_gets_typed_errors(coord: lockstep.Coordinator) -> None:
     with pytest.raises(InvalidNameError, match="signal target"):
         await coord.signal("bad target", "x")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .signal_store import LogEntry, LogRead, SignalStore, pick
+from .signal_store import LogEntry, LogInfo, LogRead, SignalStore, pick
 
 if TYPE_CHECKING:
     from .memory import MemoryDriver
@@ -63,3 +63,13 @@ class MemorySignalStore(SignalStore):
         space = self._space()
         with _LOCK:
             return sum(_LOGS.pop((space, k), None) is not None for k in keys)
+
+    async def logs(self, prefix: str, *, timeout: float) -> list[LogInfo]:
+        space = self._space()
+        with _LOCK:
+            found = [
+                LogInfo(key, log.first, log.last, log.entries[log.last][0] if log.last in log.entries else None)
+                for (in_space, key), log in _LOGS.items()
+                if in_space == space and key.startswith(prefix)
+            ]
+        return sorted(found, key=lambda info: info.key)

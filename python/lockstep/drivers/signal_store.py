@@ -16,6 +16,10 @@ generations it missed (:attr:`LogRead.skipped`): nothing is dropped in silence.
 
 Appends are not idempotent: a lost reply raises
 :class:`~lockstep.errors.OutcomeUnknown` and is never resent. Reads are.
+
+:meth:`SignalStore.logs` lists the logs under a key prefix with their bounds (what
+``lockstep status`` shows), from the backend's own table or, on Redis, from a set per
+namespace that every append adds its log to (never from a scan of the keyspace).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInputError
 
-__all__ = ["LogEntry", "LogRead", "SignalStore", "check_keep"]
+__all__ = ["LogEntry", "LogInfo", "LogRead", "SignalStore", "check_keep"]
 
 MAX_KEEP = 100_000
 
@@ -52,6 +56,16 @@ class LogRead:
         if self.entry is None or self.after is None:
             return 0
         return max(0, self.entry.generation - self.after - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    """One log as :meth:`SignalStore.logs` lists it."""
+
+    key: str
+    first: int  #: the oldest retained generation
+    last: int  #: the newest generation appended
+    ts: float | None  #: when the newest was appended (None if it is not retained)
 
 
 def check_keep(keep: object) -> int:
@@ -86,3 +100,7 @@ class SignalStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, keys: list[str], *, timeout: float) -> int:
         """Forget logs entirely (their generations start again at 1); returns how many existed."""
+
+    @abc.abstractmethod
+    async def logs(self, prefix: str, *, timeout: float) -> list[LogInfo]:
+        """Every log whose key starts with ``prefix`` (within one namespace), sorted by key."""

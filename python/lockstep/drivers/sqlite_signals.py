@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from .signal_store import LogEntry, LogRead, SignalStore
+from .signal_store import LogEntry, LogInfo, LogRead, SignalStore
 
 if TYPE_CHECKING:
     from .sqlite import SqliteDriver
@@ -102,3 +102,17 @@ class SqliteSignalStore(SignalStore):
             return gone
 
         return await self._op("signal delete", job, timeout=timeout, write=True)
+
+    async def logs(self, prefix: str, *, timeout: float) -> list[LogInfo]:
+        # keys under the prefix form one range of the primary key: [prefix, prefix + U+10FFFF)
+        query = (
+            "SELECT h.key, h.first, h.last, e.ts FROM signal_head h "
+            "LEFT JOIN signal_entry e ON e.key = h.key AND e.gen = h.last "
+            "WHERE h.key >= ? AND h.key < ? ORDER BY h.key"
+        )
+
+        def job(conn: Conn, _now: float) -> list[LogInfo]:
+            rows = conn.execute(query, (prefix, prefix + "\U0010ffff")).fetchall()
+            return [LogInfo(key, int(first), int(last), None if ts is None else float(ts)) for key, first, last, ts in rows]
+
+        return await self._op("signal logs", job, timeout=timeout, write=False)
