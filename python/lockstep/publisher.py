@@ -54,7 +54,7 @@ class _Request:
 
     def __init__(self, channel: str, datas: list[Any], future: asyncio.Future[Any], single: bool) -> None:
         self.channel = channel
-        self.datas = datas
+        self.datas: Sequence[Any] = datas  # () once encoded
         self.future = future
         self.single = single  # one publish(): the future gets the id, not a list
         self.ids: Sequence[str] = ()
@@ -167,6 +167,10 @@ class Publisher:
             batch = self._batch(channel, group, now)
             if batch is not None:
                 batches.append(batch)
+        # Encoded: the items are not kept alive for the round trip (nor walked meanwhile by
+        # the cyclic garbage collector, which a busy subscriber in this process runs often).
+        for request in requests:
+            request.datas = ()
         waiting = [r for group in by_channel.values() for r in group if not r.future.done()]
         if not batches:
             return
