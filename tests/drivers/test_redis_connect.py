@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 import traceback
 import uuid
@@ -133,6 +135,13 @@ async def test_tls_with_acl_user(tls_acl_server: RedisServer) -> None:
         assert await redis_driver(coord).client.acl_whoami() == "alice"
         info = await coord.server_info()
         assert info.details["tls"] is True and info.details["user"] == "alice"
+        # the lease store's own connections (pipelined calls, wake-ups) log in over TLS too
+        lease = await coord.lock("tls-acl", ttl=5, wait=0)
+        waiter = asyncio.ensure_future(coord.lock("tls-acl", ttl=5, wait=5))
+        await asyncio.sleep(0.1)
+        assert await lease.release()
+        handed = await asyncio.wait_for(waiter, 5)
+        assert handed.fence == lease.fence + 1 and await handed.release()
 
 
 async def test_rediss_streams_uses_tls(tls_server: RedisServer) -> None:

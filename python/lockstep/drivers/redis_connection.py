@@ -9,7 +9,9 @@ no retries of anything (see :mod:`.redis`).
 
 Two modes. Request mode: :meth:`RespConnection.request` writes a buffer and returns a
 future resolved by a *taker* once its replies arrived (replies come back in order, so
-takers wait in a FIFO). Push mode (a subscriber): every read goes to ``push_handler``.
+takers wait in a FIFO; a caller that gave up leaves its taker in line, so the replies
+after it still find theirs). A reply that no taker waits for means the stream is out of
+step: the connection closes. Push mode (a subscriber): every read goes to ``push_handler``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class RespConnection(asyncio.Protocol):
         self.push_handler: Callable[[_core.ReplyReader], None] | None = None
         self.on_lost: Callable[[BaseException | None], None] | None = None
         self.closed = False
+        self.retired = False  #: closes once the replies still owed have come
         self.close_reason: BaseException | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
@@ -181,6 +184,10 @@ class RespConnection(asyncio.Protocol):
                     future.set_result(result)
             if self.push_handler is not None:
                 self.push_handler(reader)
+            elif reader.buffered:
+                self.close(ProtocolError(f"{self.label}: a reply came that nothing asked for"))
+            elif self.retired:
+                self.close()
         except ProtocolError as e:  # the byte stream cannot be trusted any more
             self.close(e)
 
@@ -229,14 +236,14 @@ class RespConnection(asyncio.Protocol):
     # -- using it ---------------------------------------------------------------------------
     def write(self, buffer: bytes) -> None:
         """Send without awaiting replies (push mode: SUBSCRIBE, PING)."""
-        if self.closed or self.transport is None:
+        if self.closed or self.retired or self.transport is None:
             raise ConnectionLost(f"{self.label}: not connected")
         self.transport.write(buffer)
 
     def request(self, buffer: bytes, taker: Taker) -> asyncio.Future[Any]:
         """Write ``buffer``; the future resolves with what ``taker`` makes of its replies.
         Raises ConnectionLost at once (nothing written) when the connection is closed."""
-        if self.closed or self.transport is None:
+        if self.closed or self.retired or self.transport is None:
             raise ConnectionLost(f"{self.label}: not connected")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.transport.write(buffer)
@@ -253,6 +260,13 @@ class RespConnection(asyncio.Protocol):
             if self._drain is None:
                 self._drain = asyncio.get_running_loop().create_future()
             await self._drain
+
+    def retire(self) -> None:
+        """Write nothing more (callers must open another connection); close as soon as the
+        replies still owed have come, so none is ever matched to a later request."""
+        self.retired = True
+        if not self.pending:
+            self.close()
 
     def close(self, reason: BaseException | None = None) -> None:
         if reason is not None and self.close_reason is None:

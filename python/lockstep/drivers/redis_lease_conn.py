@@ -5,17 +5,17 @@ message), and on loopback checking a connection out of redis-py's pool and back,
 redis-py's packing and parsing, costs about as much as the round trip itself
 (measured: a script call ~85 us through the pool, ~40 us on a dedicated connection with
 the command packed and the reply parsed by the Rust core). So each coordinator's lease
-store keeps two connections of its own. redis-py opens them (its handshake: TLS, AUTH,
-SELECT, CLIENT SETNAME; no retries, the pool's policy); then an asyncio protocol of ours
-takes the transport over and parses replies as bytes arrive, with no task in between:
+store keeps two :class:`~.redis_connection.RespConnection` of its own (the messaging hot
+path's connection: same address, TLS, login and database as the driver's pool):
 
 * :class:`PipelinedConnection`: every lease script goes out as soon as it is called,
   several callers' commands in flight at once; replies come back in order and are
-  matched first in, first out. A call whose deadline passes drops the connection (a
+  matched first in, first out. A call whose deadline passes retires the connection (a
   connection that stopped answering is suspect, and a late reply must never be matched
-  to another caller); the calls in flight with it fail too and are retried by their
-  callers, which is safe because every lease script is idempotent by token. The next
-  call reconnects.
+  to another caller): nothing new is sent on it, it closes once the replies it still
+  owes have come, and the next call opens another. Calls in flight on a connection that
+  is lost fail with BackendUnavailable and are retried by their callers, which is safe
+  because every lease script is idempotent by token.
 * :class:`WakeSubscriber`: subscribed to the coordinator's wake-up channel, handing each
   message to the waiter it names; after a disconnect it subscribes again and wakes every
   waiter, since messages published meanwhile are gone.
@@ -24,13 +24,13 @@ takes the transport over and parses replies as bytes arrive, with no task in bet
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core import RespParser, pack_command
+from .. import _core
+from .._core import pack_command
 from ..errors import BackendUnavailable, LockstepError, Timeout
+from .redis_connection import INCOMPLETE, ConnectionLost, RespConnection
 
 if TYPE_CHECKING:
     from .redis import RedisDriver
@@ -38,72 +38,13 @@ if TYPE_CHECKING:
 __all__ = ["PipelinedConnection", "WakeSubscriber"]
 
 RESUBSCRIBE_PAUSE = 0.1  # s between attempts to get the subscription back
+PUSH_TAKE = 256  # replies read per call while draining a subscribed connection
 
 
-class _Link(asyncio.Protocol):
-    """One taken-over connection: parses replies as they arrive and hands them on."""
-
-    def __init__(self, on_reply: Callable[[Any], None]) -> None:
-        self.on_reply = on_reply
-        self.parser = RespParser()
-        self.transport: asyncio.Transport | None = None
-        self.keep: object = None
-        self.pending: collections.deque[asyncio.Future[Any]] = collections.deque()  # calls in flight
-        self.retired = False  # a call timed out on it: nothing new is sent on it
-        self.closed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed(data)
-            replies = self.parser.drain()
-        except LockstepError as exc:  # ProtocolError: the stream is unusable
-            self.close(exc)
-            return
-        for reply in replies:
-            self.on_reply(reply)
-
-    def eof_received(self) -> bool:
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(exc)
-
-    def close(self, error: BaseException | None = None) -> None:
-        if self.transport is not None:
-            with contextlib.suppress(RuntimeError):  # its loop is already closed
-                self.transport.abort()
-        if not self.closed.done():
-            self.closed.set_result(error)
-
-
-async def _take_over(driver: RedisDriver, op: str, timeout: float, on_reply: Callable[[Any], None]) -> _Link:
-    """Open a connection with redis-py's handshake within ``timeout``, then parse it ourselves."""
-    pool = driver._pool
-    if pool is None:
-        raise BackendUnavailable(f"{driver.name}: {op}: not connected; call connect() first")
-    conn = pool.make_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-    try:
-        async with asyncio.timeout(timeout):
-            await conn.connect()
-    except TimeoutError:
-        with contextlib.suppress(Exception):
-            await conn.disconnect(nowait=True)
-        raise Timeout(f"{driver.name}: {op} was not sent: no connection within {timeout:g} s; it did not run") from None
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            await conn.disconnect(nowait=True)
-        raise driver._translate(op, exc, idempotent=True) or exc from exc
-    writer = conn._writer  # redis-py's asyncio StreamWriter
-    assert writer is not None
-    link = _Link(on_reply)
-    link.transport = writer.transport
-    link.transport.set_protocol(link)  # nothing is buffered: the handshake's replies were all read
-    # The transport is ours now: neither redis-py's Connection nor the StreamWriter (whose
-    # __del__ closes it) may close it when collected, so the link keeps the writer.
-    link.keep = writer
-    conn._writer = conn._reader = None
-    return link
+def _one_reply(reader: _core.ReplyReader) -> Any:
+    """The taker of a lease call: its one reply."""
+    got = reader.take(1)
+    return got[0] if got else INCOMPLETE
 
 
 class _Expired(Exception):
@@ -120,27 +61,26 @@ class PipelinedConnection:
 
     def __init__(self, driver: RedisDriver) -> None:
         self._driver = driver
-        self._link: _Link | None = None
+        self._conn: RespConnection | None = None
         self._connecting = asyncio.Lock()
 
-    async def _ready(self, op: str, timeout: float) -> _Link:
-        link = self._link
-        if link is not None and not link.closed.done():
-            return link
+    def _usable(self) -> RespConnection | None:
+        conn = self._conn
+        return conn if conn is not None and not conn.closed and not conn.retired else None
+
+    async def _ready(self, op: str, timeout: float) -> RespConnection:
         try:
             async with asyncio.timeout(timeout), self._connecting:  # waiting for the lock counts too
-                if self._link is None or self._link.closed.done():
-                    self._link = await self._open(op, timeout)
+                conn = self._usable()
+                if conn is None:
+                    # its own deadline a little later, so that running out of time reads
+                    # as the Timeout below whichever step it interrupts
+                    conn = self._conn = await RespConnection.open(self._driver, timeout=timeout + 1, purpose="leases")
+                return conn
         except TimeoutError:
             raise Timeout(
                 f"{self._driver.name}: {op} was not sent: no connection within {timeout:g} s; it did not run"
             ) from None
-        return self._link
-
-    async def _open(self, op: str, timeout: float) -> _Link:
-        link = await _take_over(self._driver, op, timeout, lambda reply: self._match(link, reply))
-        link.closed.add_done_callback(lambda done: self._lost(link, done.result()))
-        return link
 
     async def call(self, op: str, *args: Any, timeout: float) -> Any:
         """Send one command, return its reply (a ``RespError`` for an error reply).
@@ -150,59 +90,30 @@ class PipelinedConnection:
         packed = pack_command(*args)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
-        link = self._link
-        if link is None or link.closed.done():
-            link = await self._ready(op, timeout)
-        if link.closed.done() or link.transport is None:  # lost between the check and now
-            raise BackendUnavailable(f"{self._driver.name}: {op} was not sent: the lease connection closed")
-        future: asyncio.Future[Any] = loop.create_future()
-        link.pending.append(future)
-        link.transport.write(packed)
+        conn = self._usable() or await self._ready(op, timeout)
+        try:
+            future = conn.request(packed, _one_reply)
+        except ConnectionLost:  # lost between the check and now: nothing was written
+            raise BackendUnavailable(f"{self._driver.name}: {op} was not sent: the lease connection closed") from None
         timer = loop.call_at(give_up, _expire, future)
         try:
             return await future
         except _Expired:
-            self._retire(link)
+            if self._conn is conn:
+                self._conn = None
+            conn.retire()
             raise Timeout(f"{self._driver.name}: {op} did not finish within {timeout:g} s") from None
+        except ConnectionLost as e:
+            raise BackendUnavailable(
+                f"{self._driver.name}: the lease connection to {self._driver.address.where} was lost with a call "
+                f"in flight ({e}); lease calls are idempotent by token: try again"
+            ) from None
         finally:
             timer.cancel()
 
-    def _retire(self, link: _Link) -> None:
-        """A call on ``link`` timed out: send nothing more on it; close it once the calls
-        still in flight on it have their replies or their own timeouts."""
-        if self._link is link:
-            self._link = None
-        link.retired = True
-        if all(f.done() for f in link.pending):
-            link.close()
-
-    def _match(self, link: _Link, reply: Any) -> None:
-        if not link.pending:
-            link.close(ConnectionError("a reply came that nothing asked for"))
-            return
-        future = link.pending.popleft()
-        if not future.done():  # a timed-out or cancelled caller's reply is dropped, keeping the order
-            future.set_result(reply)
-        if link.retired and all(f.done() for f in link.pending):
-            link.close()
-
-    def _lost(self, link: _Link, error: BaseException | None) -> None:
-        if self._link is link:
-            self._link = None
-        where = self._driver.address.where
-        while link.pending:
-            future = link.pending.popleft()
-            if not future.done():
-                future.set_exception(
-                    BackendUnavailable(
-                        f"{self._driver.name}: the lease connection to {where} was lost with a call in "
-                        f"flight ({error or 'closed'}); lease calls are idempotent by token: try again"
-                    )
-                )
-
     async def close(self) -> None:
-        if self._link is not None:
-            self._link.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 class WakeSubscriber:
@@ -222,6 +133,11 @@ class WakeSubscriber:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def _on_pushes(self, reader: _core.ReplyReader) -> None:
+        while replies := reader.take(PUSH_TAKE):
+            for reply in replies:
+                self._on_reply(reply)
+
     def _on_reply(self, reply: Any) -> None:
         if not isinstance(reply, list) or len(reply) < 3:
             return
@@ -233,19 +149,28 @@ class WakeSubscriber:
 
     async def _run(self) -> None:
         while True:
-            link = None
+            conn = None
             try:
-                link = await _take_over(self._driver, "subscribe", self._driver.opts.get("connect_timeout") or 5.0, self._on_reply)
-                assert link.transport is not None
-                link.transport.write(pack_command("SUBSCRIBE", self._channel))
-                await asyncio.shield(link.closed)
+                timeout = self._driver.opts.get("connect_timeout") or 5.0
+                conn = await RespConnection.open(self._driver, timeout=timeout, purpose="lease wake-ups")
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+                def on_lost(reason: BaseException | None, lost: asyncio.Future[None] = lost) -> None:
+                    if not lost.done():
+                        lost.set_result(None)
+
+                conn.on_lost = on_lost
+                conn.push_handler = self._on_pushes
+                conn.write(pack_command("SUBSCRIBE", self._channel))  # ConnectionLost if it closed already
+                await asyncio.shield(lost)
             except asyncio.CancelledError:
                 raise
-            except LockstepError:
-                pass  # could not connect: try again shortly
+            except (LockstepError, ConnectionLost):
+                pass  # could not connect (or lost it at once): try again shortly
             finally:
-                if link is not None:
-                    link.close()
+                if conn is not None:
+                    conn.on_lost = None
+                    conn.close()
             self.subscribed.clear()
             self._gap()
             await asyncio.sleep(RESUBSCRIBE_PAUSE)
