@@ -1,10 +1,11 @@
 """Auto-pipelining: concurrent ``publish`` calls become one write per loop iteration.
 
-Like ioredis's ``enableAutoPipelining``: each call queues its data and a future; the
-first call of a loop iteration schedules a flush with ``loop.call_soon``, so every call
-made before the loop next runs callbacks (10,000 calls started by ``asyncio.gather``, or
-calls from many tasks) goes out together. The flush encodes each channel's data with
-one Rust call (per-sender sequence numbers, ids, timestamps), hands all channels to the
+Like ioredis's ``enableAutoPipelining``: each call encodes its data (one msgspec call: a
+JSON array, the data as it is at the call) and queues it with a future; the first call
+of a loop iteration schedules a flush with ``loop.call_soon``, so every call made before
+the loop next runs callbacks (10,000 calls started by ``asyncio.gather``, or calls from
+many tasks) goes out together. The flush envelopes each channel's data with one Rust
+call (per-sender sequence numbers, ids, timestamps), hands all channels to the
 store in one :meth:`~lockstep.drivers.message_store.MessageStore.send` (one round trip
 on Redis), and resolves the futures with the message ids.
 
@@ -48,13 +49,15 @@ _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.
 
 
 class _Request:
-    """One publish/publish_many call waiting for its flush."""
+    """One publish/publish_many call waiting for its flush: its data already encoded, as
+    ONE JSON array (what the call was given, as it was at the call)."""
 
-    __slots__ = ("channel", "datas", "future", "ids", "single")
+    __slots__ = ("array", "channel", "count", "future", "ids", "single")
 
-    def __init__(self, channel: str, datas: list[Any], future: asyncio.Future[Any], single: bool) -> None:
+    def __init__(self, channel: str, array: bytes, count: int, future: asyncio.Future[Any], single: bool) -> None:
         self.channel = channel
-        self.datas: Sequence[Any] = datas  # () once encoded
+        self.array = array
+        self.count = count
         self.future = future
         self.single = single  # one publish(): the future gets the id, not a list
         self.ids: Sequence[str] = ()
@@ -130,20 +133,28 @@ class Publisher:
         self._encoder = msgspec.json.Encoder()
         self._inflight: set[asyncio.Task[None]] = set()
 
-    def submit(self, channel: str, datas: list[Any], timeout: float, *, single: bool = False) -> asyncio.Future[Any]:
+    def submit(self, channel: str, datas: Sequence[Any], timeout: float, *, single: bool = False) -> asyncio.Future[Any]:
         """Queue ``datas`` for ``channel``; the future gets their message ids once the backend
         has them, or the error, always by the earliest deadline of the flush (+ a grace).
-        No timer and no task per call: the flush keeps one deadline for all of its calls,
-        and ``asyncio.gather`` of these futures creates no tasks."""
+        The data is encoded here, by ONE msgspec call: what is published is the data as it
+        was at the call (changing a dict afterwards changes nothing), and data that cannot
+        be encoded fails this call alone, at once. No timer and no task per call: the flush
+        keeps one deadline for all of its calls, and ``asyncio.gather`` of these futures
+        creates no tasks."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not datas:
             future.set_result([])
             return future
+        try:
+            array = self._encoder.encode(datas)
+        except _ENCODE_ERRORS as e:
+            future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))
+            return future
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        self._queue.append(_Request(channel, datas, future, single))
+        self._queue.append(_Request(channel, array, len(datas), future, single))
         deadline = time.monotonic() + timeout
         self._deadline = min(self._deadline, deadline)
         return future
@@ -167,10 +178,6 @@ class Publisher:
             batch = self._batch(channel, group, now)
             if batch is not None:
                 batches.append(batch)
-        # Encoded: the items are not kept alive for the round trip (nor walked meanwhile by
-        # the cyclic garbage collector, which a busy subscriber in this process runs often).
-        for request in requests:
-            request.datas = ()
         waiting = [r for group in by_channel.values() for r in group if not r.future.done()]
         if not batches:
             return
@@ -179,27 +186,22 @@ class Publisher:
         task.add_done_callback(self._inflight.discard)
 
     def _batch(self, channel: str, group: list[_Request], now: float) -> OutgoingBatch | None:
-        """One channel's requests as one batch: their data encoded by ONE msgspec call (a
-        JSON array), enveloped later by the Rust core. A request whose data cannot be
-        encoded, or would make an envelope over the size limit, fails alone; the others
-        keep a gap-free sequence."""
+        """One channel's requests as one batch: their arrays joined into one, enveloped
+        later by the Rust core. A request whose data would make an envelope over the size
+        limit fails alone; the others keep a gap-free sequence."""
         state = self._channel(channel)
-        datas = group[0].datas if len(group) == 1 else [d for r in group for d in r.datas]
-        try:
-            array = self._encoder.encode(datas)
-        except _ENCODE_ERRORS:
-            array = None
+        array = group[0].array if len(group) == 1 else _joined([r.array for r in group])
         # An item can only break the size limit if it comes near it itself; a big flush of
         # small items (many publish_many calls at once) keeps its one array.
         room = self.max_size - _ENVELOPE_ROOM
-        if array is None or (len(array) > room and _core.largest_item(array) > room):
+        if len(array) > room and _core.largest_item(array) > room:
             group, array = self._isolate(channel, group, state, now)
         if not group:
             return None
         seq = state.next_seq
         for request in group:
-            request.ids = MessageIds(state.prefix, seq, len(request.datas))
-            seq += len(request.datas)
+            request.ids = MessageIds(state.prefix, seq, request.count)
+            seq += request.count
         count = seq - state.next_seq
         batch = OutgoingBatch(
             channel, array, count, self.sender, state.next_seq, now, state.prefix, self._retention(channel), self.max_size
@@ -210,25 +212,18 @@ class Publisher:
     def _isolate(
         self, channel: str, group: list[_Request], state: _Channel, now: float
     ) -> tuple[list[_Request], bytes]:
-        """The careful path (an item failed to encode, or the flush is big): encode each
-        request alone, size-check those that could be too large, fail the bad ones."""
+        """The careful path (the flush holds an item near the size limit): size-check each
+        request that could be too large, fail the bad ones, join the others."""
         good: list[_Request] = []
-        parts: list[bytes] = []
         for request in group:
-            try:
-                array = self._encoder.encode(request.datas)
-            except _ENCODE_ERRORS as e:
-                request.future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))
-                continue
-            if len(array) > self.max_size - _ENVELOPE_ROOM:
+            if len(request.array) > self.max_size - _ENVELOPE_ROOM:
                 try:  # the real envelopes: MessageTooLargeError names the item and its size
-                    _core.encode_array(array, self.sender, state.next_seq, now, state.prefix, self.max_size)
+                    _core.encode_array(request.array, self.sender, state.next_seq, now, state.prefix, self.max_size)
                 except LockstepError as e:
                     request.future.set_exception(e)
                     continue
             good.append(request)
-            parts.append(array[1:-1])
-        return good, b"[" + b",".join(parts) + b"]"
+        return good, _joined([r.array for r in good])
 
     async def _send(
         self, batches: list[OutgoingBatch], requests: list[_Request], flush_state: FlushState, timeout: float
@@ -264,10 +259,18 @@ class Publisher:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
 
-def items_list(items: Iterable[Any]) -> list[Any]:
-    """``publish_many``'s items as a list (a str or bytes is one item, not many)."""
+def _joined(arrays: list[bytes]) -> bytes:
+    """JSON arrays (as msgspec writes them: no spaces, none empty) as one."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return b"[" + b",".join([a[1:-1] for a in arrays]) + b"]"
+
+
+def items_list(items: Iterable[Any]) -> list[Any] | tuple[Any, ...]:
+    """``publish_many``'s items as a sequence (a str or bytes is one item, not many). A list
+    or tuple is used as it is: the call encodes it before it returns (see ``submit``)."""
     if isinstance(items, str | bytes | bytearray | dict):
         raise EnvelopeError(
             f"publish_many takes an iterable of items, got a single {type(items).__name__}; use publish()"
         )
-    return list(items)
+    return items if isinstance(items, list | tuple) else list(items)

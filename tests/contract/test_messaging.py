@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from lockstep import Capability
 from lockstep.envelope import EnvelopeCodec
+from lockstep.errors import EnvelopeError
 from lockstep.messaging import Gap, Message
 
 from tests.contract.messaging_support import (
@@ -90,6 +91,27 @@ async def test_publish_many_is_one_batch_in_order(coord: lockstep.Coordinator) -
     assert [m.data for m in got] == items
     assert [m.seq for m in got] == list(range(1, 2001))
     assert await coord.publish_many("bulk", []) == []
+
+
+async def test_what_is_published_is_the_data_as_it_was_at_the_call(coord: lockstep.Coordinator) -> None:
+    state = {"n": 1}
+    items = [{"k": 1}]
+    async with coord.subscribe("snapshot") as sub:
+        one = coord.publish("snapshot", state)  # a future: the call ran, the flush comes later
+        many = asyncio.ensure_future(coord.publish_many("snapshot", items))  # a coroutine:
+        await asyncio.sleep(0)  # ... its call runs at its first step
+        bad = coord.publish("snapshot", {"f": object()})  # fails at the call, alone
+        state["n"] = 2
+        items[0]["k"] = 2
+        items.append({"k": 3})
+        await one
+        assert len(await many) == 1
+        with pytest.raises(EnvelopeError, match="cannot encode"):
+            await bad
+        got = await take(sub, 2)
+        await nothing_more(sub)
+    assert [m.data for m in got] == [{"n": 1}, {"k": 1}]
+    assert [m.seq for m in got] == [1, 2], "the failed call took no sequence number"
 
 
 async def test_seed_shape_10k_concurrent_publishes_are_coalesced(coord: lockstep.Coordinator) -> None:
