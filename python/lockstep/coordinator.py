@@ -273,7 +273,8 @@ class Coordinator:
 
     def publish(self, channel: str, data: Any, *, timeout: float | None = None) -> asyncio.Future[str]:
         """Publish ``data`` (anything msgspec encodes) on ``channel``: ``await`` the result for
-        the message id.
+        the message id. It is encoded at the call: changing ``data`` afterwards changes
+        nothing, and data that cannot be encoded fails this call alone (EnvelopeError).
 
         Returns a Future, not a coroutine, so ``asyncio.gather`` of 10,000 publishes creates
         no tasks; all calls made before the loop next runs go out in one pipelined write.
@@ -285,7 +286,7 @@ class Coordinator:
         self, channel: str, items: Iterable[Any], *, timeout: float | None = None
     ) -> Sequence[str]:
         """Publish every item, in order, in one round trip; returns their message ids (a
-        sequence that makes each id on demand)."""
+        sequence that makes each id on demand). The items are encoded when the call runs."""
         future = self.messaging.publish_many(channel, items, timeout=self._deadline(timeout))
         return await future
 
