@@ -343,7 +343,7 @@ def test_pubsub_split_raw_socket(benchmark: Any, split_server: RedisServer) -> N
     run_paired(
         benchmark,
         lambda: record("split raw socket", raw_split(split_server.port)),
-        lambda: asyncio.run(lockstep_split(split_server.url())),
+        lambda: record("split lockstep", asyncio.run(lockstep_split(split_server.url()))),
         "split lockstep / raw, paired",
     )
 
