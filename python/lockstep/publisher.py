@@ -190,14 +190,15 @@ class Publisher:
         later by the Rust core. A request whose data would make an envelope over the size
         limit fails alone; the others keep a gap-free sequence."""
         state = self._channel(channel)
-        array = group[0].array if len(group) == 1 else _joined([r.array for r in group])
-        # An item can only break the size limit if it comes near it itself; a big flush of
-        # small items (many publish_many calls at once) keeps its one array.
-        room = self.max_size - _ENVELOPE_ROOM
-        if len(array) > room and _core.largest_item(array) > room:
-            group, array = self._isolate(channel, group, state, now)
+        # Only a call whose own array passes the limit can hold an item that does: a big
+        # flush of small calls (10,000 publishes at once) is never scanned for one.
+        suspects = [r for r in group if self._may_be_too_large(r.array)]
+        if suspects:
+            failed = self._too_large(suspects, state, now)
+            group = [r for r in group if r not in failed]
         if not group:
             return None
+        array = _joined([r.array for r in group])
         seq = state.next_seq
         for request in group:
             request.ids = MessageIds(state.prefix, seq, request.count)
@@ -209,21 +210,22 @@ class Publisher:
         state.next_seq = seq
         return batch
 
-    def _isolate(
-        self, channel: str, group: list[_Request], state: _Channel, now: float
-    ) -> tuple[list[_Request], bytes]:
-        """The careful path (the flush holds an item near the size limit): size-check each
-        request that could be too large, fail the bad ones, join the others."""
-        good: list[_Request] = []
-        for request in group:
-            if len(request.array) > self.max_size - _ENVELOPE_ROOM:
-                try:  # the real envelopes: MessageTooLargeError names the item and its size
-                    _core.encode_array(request.array, self.sender, state.next_seq, now, state.prefix, self.max_size)
-                except LockstepError as e:
-                    request.future.set_exception(e)
-                    continue
-            good.append(request)
-        return good, _joined([r.array for r in good])
+    def _too_large(self, suspects: list[_Request], state: _Channel, now: float) -> list[_Request]:
+        """The careful path: each suspect's real envelopes; a call with an item over the
+        size limit fails (MessageTooLargeError names the item and its size). Returns those."""
+        failed = []
+        for request in suspects:
+            try:
+                _core.encode_array(request.array, self.sender, state.next_seq, now, state.prefix, self.max_size)
+            except LockstepError as e:
+                request.future.set_exception(e)
+                failed.append(request)
+        return failed
+
+    def _may_be_too_large(self, array: bytes) -> bool:
+        """Whether an item of ``array`` comes near the size limit (only then is it scanned)."""
+        room = self.max_size - _ENVELOPE_ROOM
+        return len(array) > room and _core.largest_item(array) > room
 
     async def _send(
         self, batches: list[OutgoingBatch], requests: list[_Request], flush_state: FlushState, timeout: float
