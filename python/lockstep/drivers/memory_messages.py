@@ -149,13 +149,9 @@ class _MemoryFeed(Feed):
     def __init__(
         self, space: _Space, wires: dict[str, str], inbox: Inbox, decoder: MessageDecoder, from_id: str | None
     ) -> None:
+        super().__init__(wires, inbox, decoder)
         self.space = space
-        self.wires = wires  # log name -> channel
-        self.channels = tuple(wires)
-        self.inbox = inbox
-        self.decoder = decoder
-        for wire, channel in wires.items():
-            decoder.add_channel(wire, channel)
+        self.channels = tuple(wires)  # the log names
         self.start_at = None if from_id is None else parse_position(from_id, driver="memory")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.replaying: list[tuple[str, list[bytes], list[int]]] | None = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -194,7 +194,15 @@ class Inbox(Protocol):
 
 
 class Feed(abc.ABC):
-    """Delivery of some channels into one inbox, until closed."""
+    """Delivery of some channels into one inbox, until closed. ``wires`` maps each wire
+    name (a pub/sub channel, stream key or log name) to the channel it is delivered as."""
+
+    def __init__(self, wires: Mapping[str, str], inbox: Inbox, decoder: MessageDecoder) -> None:
+        self.wires = dict(wires)
+        self.inbox = inbox
+        self.decoder = decoder
+        for wire, channel in self.wires.items():
+            decoder.add_channel(wire, channel)
 
     @abc.abstractmethod
     async def start(self, *, timeout: float) -> None:

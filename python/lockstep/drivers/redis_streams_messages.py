@@ -251,12 +251,8 @@ class StreamFeed(Feed):
     def __init__(
         self, store: RedisStreamsStore, wires: dict[str, str], inbox: Inbox, decoder: MessageDecoder, start: str | None
     ) -> None:
+        super().__init__(wires, inbox, decoder)
         self.store = store
-        self.wires = wires
-        self.inbox = inbox
-        self.decoder = decoder
-        for wire, channel in wires.items():
-            decoder.add_channel(wire, channel)
         self.start_at = start
         self.positions: dict[str, str] = {}
         self.reported_deleted: dict[str, str] = {}

@@ -47,12 +47,8 @@ class RedisSubscriberFeed(Feed):
     """See the module docs."""
 
     def __init__(self, driver: RedisDriver, wires: Mapping[str, str], inbox: Inbox, decoder: MessageDecoder) -> None:
+        super().__init__(wires, inbox, decoder)
         self.driver = driver
-        self.wires = dict(wires)  # wire name -> channel
-        self.inbox = inbox
-        self.decoder = decoder
-        for wire, channel in self.wires.items():
-            decoder.add_channel(wire, channel)
         self.conn: RespConnection | None = None
         self.run_id: str | None = None
         self.closed = False

@@ -273,13 +273,9 @@ class _LogFeed(Feed):
     def __init__(
         self, store: SqliteMessageStore, wires: dict[str, str], inbox: Inbox, decoder: MessageDecoder, start: int | None
     ) -> None:
+        super().__init__(wires, inbox, decoder)
         self.store = store
-        self.wires = wires  # log name -> channel
-        self.channels = tuple(wires)
-        self.inbox = inbox
-        self.decoder = decoder
-        for wire, channel in wires.items():
-            decoder.add_channel(wire, channel)
+        self.channels = tuple(wires)  # the log names
         self.start_at = start
         self.position = 0
         self.reported: dict[str, int] = {}
