@@ -173,6 +173,22 @@ async def test_lost_replies_are_resolved_by_token(server: RedisServer, proxy: Fa
             await asyncio.sleep(0.05)
 
 
+async def test_connections_retired_by_timeouts_are_closed_not_kept(server: RedisServer, proxy: FaultProxy) -> None:
+    """A call that times out retires its connection; one that no caller waits on any more
+    closes, even when the server never answers (no file descriptor left per timeout)."""
+    async with lockstep.connect(server.url(port=proxy.port), namespace="r5b", member="a", timeout=0.3) as coord:
+        await cycle(coord, "warm", 1)
+        active, opened = proxy.stats.connections_active, proxy.stats.connections_total
+        proxy.drop_replies()
+        for i in range(4):
+            outcome = (await timed(coord.lock(f"t{i}", ttl=5, wait=0.3)))[1]
+            assert isinstance(outcome, LockTimeout | OutcomeUnknown | lockstep.Timeout), outcome
+        await asyncio.sleep(0.2)
+        assert proxy.stats.connections_total - opened >= 4, "each timeout retired a connection"
+        assert proxy.stats.connections_active <= active + 1, proxy.stats
+        proxy.passthrough()
+
+
 # -- 6. stall --------------------------------------------------------------------------------
 async def test_stalled_server_calls_return_by_their_deadline(server: RedisServer) -> None:
     async with (

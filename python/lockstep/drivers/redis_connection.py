@@ -108,7 +108,7 @@ class RespConnection(asyncio.Protocol):
         self.push_handler: Callable[[_core.ReplyReader], None] | None = None
         self.on_lost: Callable[[BaseException | None], None] | None = None
         self.closed = False
-        self.retired = False  #: closes once the replies still owed have come
+        self.retired = False  #: writes nothing more; closes once no caller waits on it
         self.close_reason: BaseException | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
@@ -186,7 +186,7 @@ class RespConnection(asyncio.Protocol):
                 self.push_handler(reader)
             elif reader.buffered:
                 self.close(ProtocolError(f"{self.label}: a reply came that nothing asked for"))
-            elif self.retired:
+            elif self.retired and self._nobody_waits():
                 self.close()
         except ProtocolError as e:  # the byte stream cannot be trusted any more
             self.close(e)
@@ -262,11 +262,16 @@ class RespConnection(asyncio.Protocol):
             await self._drain
 
     def retire(self) -> None:
-        """Write nothing more (callers must open another connection); close as soon as the
-        replies still owed have come, so none is ever matched to a later request."""
+        """Write nothing more (callers must open another connection), so no late reply is
+        ever matched to a later request; close once no caller waits for a reply on it any
+        more (each got its reply or gave up: a server that stopped answering does not keep
+        it open)."""
         self.retired = True
-        if not self.pending:
+        if self._nobody_waits():
             self.close()
+
+    def _nobody_waits(self) -> bool:
+        return all(future.done() for _, future in self.pending)
 
     def close(self, reason: BaseException | None = None) -> None:
         if reason is not None and self.close_reason is None:

@@ -12,8 +12,8 @@ path's connection: same address, TLS, login and database as the driver's pool):
   several callers' commands in flight at once; replies come back in order and are
   matched first in, first out. A call whose deadline passes retires the connection (a
   connection that stopped answering is suspect, and a late reply must never be matched
-  to another caller): nothing new is sent on it, it closes once the replies it still
-  owes have come, and the next call opens another. Calls in flight on a connection that
+  to another caller): nothing new is sent on it, it closes once no call waits on it any
+  more, and the next call opens another. Calls in flight on a connection that
   is lost fail with BackendUnavailable and are retried by their callers, which is safe
   because every lease script is idempotent by token.
 * :class:`WakeSubscriber`: subscribed to the coordinator's wake-up channel, handing each
