@@ -63,10 +63,14 @@ class RedisSignalStore(SignalStore):
         return LogRead(entry, int(first), int(last), after)
 
     async def delete(self, keys: list[str], *, timeout: float) -> int:
-        gone = await self.driver.delete(keys, timeout=timeout)
+        # Out of the index first (idempotent): if the DEL then fails, the error is true
+        # (nothing deleted) and the log is listed again at its next append.
+        give_up = asyncio.get_running_loop().time() + timeout
         for index in sorted({_index(k) for k in keys}):
-            await self.driver._call("signal index", "SREM", index, *keys, idempotent=True, timeout=timeout)
-        return gone
+            left = max(0.001, give_up - asyncio.get_running_loop().time())
+            await self.driver._call("signal index", "SREM", index, *keys, idempotent=True, timeout=left)
+        left = max(0.001, give_up - asyncio.get_running_loop().time())
+        return await self.driver.delete(keys, timeout=left)
 
     async def logs(self, prefix: str, *, timeout: float) -> list[LogInfo]:
         give_up = asyncio.get_running_loop().time() + timeout
