@@ -158,7 +158,7 @@ class Messaging:
 
     def publish(self, channel: str, data: Any, *, timeout: float) -> asyncio.Future[str]:
         """The future of one publish (see Publisher.submit): cheap enough for 10,000 at once."""
-        future: asyncio.Future[str] = self.publisher.submit(self.check_channel(channel), [data], timeout, single=True)
+        future: asyncio.Future[str] = self.publisher.submit(self.check_channel(channel), (data,), timeout, single=True)
         return future
 
     def publish_many(self, channel: str, items: Iterable[Any], *, timeout: float) -> asyncio.Future[Sequence[str]]:

@@ -49,18 +49,26 @@ _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.
 
 
 class _Request:
-    """One publish/publish_many call waiting for its flush: its data already encoded, as
-    ONE JSON array (what the call was given, as it was at the call)."""
+    """One publish/publish_many call waiting for its flush, its data already encoded (as
+    it was at the call): ``encoded`` is a JSON array, or for one ``publish()`` the item."""
 
-    __slots__ = ("array", "channel", "count", "future", "ids", "single")
+    __slots__ = ("channel", "count", "encoded", "future", "ids", "single")
 
-    def __init__(self, channel: str, array: bytes, count: int, future: asyncio.Future[Any], single: bool) -> None:
+    def __init__(self, channel: str, encoded: bytes, count: int, future: asyncio.Future[Any], single: bool) -> None:
         self.channel = channel
-        self.array = array
+        self.encoded = encoded
         self.count = count
         self.future = future
         self.single = single  # one publish(): the future gets the id, not a list
         self.ids: Sequence[str] = ()
+
+    @property
+    def array(self) -> bytes:
+        return b"[" + self.encoded + b"]" if self.single else self.encoded
+
+    def items(self) -> bytes | memoryview:
+        """The encoded items, comma-separated, without brackets (not copied)."""
+        return self.encoded if self.single else memoryview(self.encoded)[1:-1]
 
 
 class MessageIds(Sequence[str]):
@@ -146,15 +154,15 @@ class Publisher:
         if not datas:
             future.set_result([])
             return future
-        try:
-            array = self._encoder.encode(datas)
+        try:  # one publish(): the item itself, no list around it
+            encoded = self._encoder.encode(datas[0] if single else datas)
         except _ENCODE_ERRORS as e:
             future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))
             return future
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        self._queue.append(_Request(channel, array, len(datas), future, single))
+        self._queue.append(_Request(channel, encoded, len(datas), future, single))
         deadline = time.monotonic() + timeout
         self._deadline = min(self._deadline, deadline)
         return future
@@ -192,13 +200,13 @@ class Publisher:
         state = self._channel(channel)
         # Only a call whose own array passes the limit can hold an item that does: a big
         # flush of small calls (10,000 publishes at once) is never scanned for one.
-        suspects = [r for r in group if self._may_be_too_large(r.array)]
+        suspects = [r for r in group if self._may_be_too_large(r)]
         if suspects:
             failed = self._too_large(suspects, state, now)
             group = [r for r in group if r not in failed]
         if not group:
             return None
-        array = _joined([r.array for r in group])
+        array = _joined(group)
         seq = state.next_seq
         for request in group:
             request.ids = MessageIds(state.prefix, seq, request.count)
@@ -222,10 +230,10 @@ class Publisher:
                 failed.append(request)
         return failed
 
-    def _may_be_too_large(self, array: bytes) -> bool:
-        """Whether an item of ``array`` comes near the size limit (only then is it scanned)."""
+    def _may_be_too_large(self, request: _Request) -> bool:
+        """Whether an item of ``request`` comes near the size limit (only then is it scanned)."""
         room = self.max_size - _ENVELOPE_ROOM
-        return len(array) > room and _core.largest_item(array) > room
+        return len(request.encoded) > room and _core.largest_item(request.array) > room
 
     async def _send(
         self, batches: list[OutgoingBatch], requests: list[_Request], flush_state: FlushState, timeout: float
@@ -261,11 +269,15 @@ class Publisher:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
 
-def _joined(arrays: list[bytes]) -> bytes:
-    """JSON arrays (as msgspec writes them: no spaces, none empty) as one."""
-    if len(arrays) == 1:
-        return arrays[0]
-    return b"[" + b",".join([a[1:-1] for a in arrays]) + b"]"
+def _joined(group: list[_Request]) -> bytes:
+    """The requests' items as one JSON array, copied once (a lone array is not copied)."""
+    if len(group) == 1:
+        return group[0].array
+    parts: list[bytes | memoryview] = [b"["]
+    for request in group:
+        parts += (request.items(), b",")
+    parts[-1] = b"]"
+    return b"".join(parts)
 
 
 def items_list(items: Iterable[Any]) -> list[Any] | tuple[Any, ...]:
