@@ -97,7 +97,7 @@ async def test_kill_9_during_writes_never_makes_two_holders(tmp_path: Path) -> N
         for e in w.events:
             if e["event"] == "acquired":
                 open_span = (e["t"], e["fence"])
-            elif e["event"] == "released" and open_span is not None:
+            elif e["event"] == "releasing" and open_span is not None:  # emitted before the release
                 spans.append((open_span[0], e["sent"], open_span[1]))
                 open_span = None
         if open_span is not None:  # killed (or stopped) while holding: held until then at most

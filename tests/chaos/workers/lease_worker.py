@@ -43,6 +43,9 @@ async def rounds(coord: lockstep.Coordinator, args: argparse.Namespace) -> None:
             await lease.fenced_set("last", str(lease.fence).encode())
         await asyncio.sleep(args.hold)
         sent = time.monotonic()  # believed held until the release is sent
+        # said BEFORE the release: killed after it but before "released", the round must not
+        # count as held until the kill (the next holder may already have it by then)
+        emit("releasing", fence=lease.fence, sent=sent)
         ok = await lease.release()
         emit("released", fence=lease.fence, sent=sent, ok=ok)
     emit("done")
