@@ -1,12 +1,12 @@
 """Auto-pipelining: concurrent ``publish`` calls become one write per loop iteration.
 
-Like ioredis's ``enableAutoPipelining``: each call encodes its data (one msgspec call: a
-JSON array, the data as it is at the call) and queues it with a future; the first call
-of a loop iteration schedules a flush with ``loop.call_soon``, so every call made before
-the loop next runs callbacks (10,000 calls started by ``asyncio.gather``, or calls from
-many tasks) goes out together. The flush envelopes each channel's data with one Rust
-call (per-sender sequence numbers, ids, timestamps), hands all channels to the
-store in one :meth:`~lockstep.drivers.message_store.MessageStore.send` (one round trip
+Like ioredis's ``enableAutoPipelining``: each call encodes its data (one msgspec call:
+the item of a ``publish``, the array of a ``publish_many``, as they are at the call) and
+queues it with a future; the first call of a loop iteration schedules a flush with
+``loop.call_soon``, so every call made before the loop next runs callbacks (10,000 calls
+started by ``asyncio.gather``, or calls from many tasks) goes out together. The flush
+envelopes each channel's data with one Rust call (per-sender sequence numbers, ids,
+timestamps), hands all channels to the store in one :meth:`~lockstep.drivers.message_store.MessageStore.send` (one round trip
 on Redis), and resolves the futures with the message ids.
 
 Sequence numbers are per sender AND channel, so a subscriber of one channel sees
