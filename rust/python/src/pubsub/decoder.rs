@@ -220,12 +220,13 @@ fn build<'py>(
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
     let message_type = dec.message_type.bind(py);
     let decode_item = dec.decode_item.bind(py);
-    let items = PyList::empty(py);
+    // gathered first, so the list is made at its size once (not grown message by message)
+    let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(slots.len());
     for slot in slots {
         let item = |data: Bound<'py, PyBytes>, kind: &str| decode_item.call1((&slot.channel, data, kind));
         let value = match slot.value {
             Value::Bad(err) => {
-                items.append(err)?;
+                items.push(err);
                 continue;
             }
             Value::Ready(v) => Ok(v),
@@ -243,7 +244,7 @@ fn build<'py>(
             Err(err) => {
                 let instance = err.into_value(py).into_bound(py).into_any();
                 annotate(py, &instance, &slot.channel, &slot.position, slot.meta.as_ref())?;
-                items.append(instance)?;
+                items.push(instance);
                 continue;
             }
         };
@@ -267,8 +268,9 @@ fn build<'py>(
                 &slot.position,
             ))?,
         };
-        items.append(message)?;
+        items.push(message);
     }
+    let items = PyList::new(py, items)?;
     let jump_list = PyList::empty(py);
     for (index, sender, lo, hi) in jumps {
         jump_list.append((index, sender, lo, hi))?;
