@@ -32,11 +32,12 @@ __all__ = [
     "ReplyReader",
     "decode_batch",
     "decode_envelope",
-    "encode_array",
     "encode_batch",
     "encode_envelope",
-    "largest_item",
+    "encode_lines",
+    "json_lines",
     "lease_record_size",
+    "longest_line",
     "pack_command",
     "pack_commands",
     "pack_each",
@@ -189,32 +190,42 @@ _PushEvent: TypeAlias = tuple[Any, ...]
 
 def pack_envelopes(
     prefix: Sequence[bytes | str],
-    array: bytes,
+    lines: bytes,
+    count: int,
     sender: str,
     seq_start: int,
     ts: float,
     id_prefix: str,
     max_size: int = 1048576,
 ) -> tuple[bytes, int]:
-    """The publish hot path: every item of ``array`` (a JSON array, as msgspec encodes a list)
-    as an envelope (seqs from ``seq_start``, ids ``f"{id_prefix}{seq}"``), each written as
-    the command ``*prefix, envelope`` (``PUBLISH channel``, ``XADD key * m``) into one buffer.
-    Returns ``(buffer, count)``. All or nothing: EnvelopeError for a malformed array or item,
-    MessageTooLargeError for an envelope over ``max_size``."""
+    """The publish hot path: the ``count`` items of ``lines`` (JSON lines, as msgspec's
+    ``Encoder.encode_lines`` writes a list) as envelopes (seqs from ``seq_start``, ids
+    ``f"{id_prefix}{seq}"``), each written as the command ``*prefix, envelope``
+    (``PUBLISH channel``, ``XADD key * m``) into one buffer. Returns ``(buffer, count)``.
+    All or nothing: EnvelopeError unless ``lines`` is ``count`` non-empty UTF-8 lines,
+    MessageTooLargeError for an envelope over ``max_size``. Each line is enveloped as it
+    is: malformed JSON (only a ``msgspec.Raw`` can make it) reaches subscribers as an
+    EnvelopeError in that message's place."""
 
-def encode_array(
-    array: bytes, sender: str, seq_start: int, ts: float, id_prefix: str, max_size: int = 1048576
+def encode_lines(
+    lines: bytes, count: int, sender: str, seq_start: int, ts: float, id_prefix: str, max_size: int = 1048576
 ) -> list[bytes]:
-    """The envelopes of every item of ``array`` (JSON), as ``encode_batch`` makes them."""
+    """The envelopes of the ``count`` items of ``lines``, as ``pack_envelopes`` checks them."""
 
-def largest_item(array: bytes) -> int:
-    """The length in bytes of the longest item of ``array`` (a JSON array); 0 when empty."""
+def json_lines(array: bytes) -> bytes:
+    """``array`` (a JSON array) as JSON lines, for items holding newlines of their own (a
+    ``msgspec.Raw`` of pretty-printed JSON): each newline between tokens becomes a space.
+    EnvelopeError for an item not shaped like one value or a raw newline inside a string."""
+
+def longest_line(lines: bytes) -> int:
+    """The length in bytes of the longest line of ``lines``; 0 when there is none."""
 
 @final
 class MessageDecoder:
     """Turns payloads into messages for one subscription or consumer. Envelopes (JSON or
     msgpack, told apart by their marker) are decoded in Rust; the JSON data of a whole batch
-    is decoded by ONE call ``decode_array(b"[d1,d2,...]") -> list``, its msgpack data by ONE
+    is decoded by ONE call ``decode_lines(b"d1\\nd2\\n...") -> list`` (an item holding a newline
+    is decoded alone), its msgpack data by ONE
     call ``decode_msgpack_array(<msgpack array>) -> list`` (when given); the rest (typed
     foreign text or bytes, msgpack data without ``decode_msgpack_array``) by
     ``decode_item(channel, data, kind)`` with kind ``"json"``, ``"msgpack"``, ``"text"`` or
@@ -225,7 +236,7 @@ class MessageDecoder:
     def __new__(
         cls,
         message_type: Callable[..., Any],
-        decode_array: Callable[[bytes], Sequence[Any]],
+        decode_lines: Callable[[bytes], Sequence[Any]],
         decode_item: Callable[[str, bytes, str], Any],
         *,
         decode_msgpack_array: Callable[[bytes], Sequence[Any]] | None = None,

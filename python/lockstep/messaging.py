@@ -64,14 +64,12 @@ __all__ = [
     "make_decoder",
 ]
 
-_ANY_ARRAY = msgspec.json.Decoder(list[Any])
 _ANY_MSGPACK_ARRAY = msgspec.msgpack.Decoder(list[Any])
 
 
 def make_decoder(type: Any = None, *, track_seqs: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> MessageDecoder:
     """A Rust MessageDecoder delivering ``Message``s whose data is decoded as ``type``."""
     try:
-        array = _ANY_ARRAY if type is None else msgspec.json.Decoder(list[type])
         msgpack_array = _ANY_MSGPACK_ARRAY if type is None else msgspec.msgpack.Decoder(list[type])
         json_one = msgspec.json.Decoder(Any if type is None else type)
         msgpack_one = msgspec.msgpack.Decoder(Any if type is None else type)
@@ -91,7 +89,7 @@ def make_decoder(type: Any = None, *, track_seqs: bool = True, max_size: int = D
 
     return MessageDecoder(
         Message,
-        array.decode,
+        json_one.decode_lines,
         decode_item,
         decode_msgpack_array=msgpack_array.decode,
         typed=type is not None,

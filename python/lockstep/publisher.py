@@ -1,7 +1,7 @@
 """Auto-pipelining: concurrent ``publish`` calls become one write per loop iteration.
 
-Like ioredis's ``enableAutoPipelining``: each call encodes its data (one msgspec call:
-the item of a ``publish``, the array of a ``publish_many``, as they are at the call) and
+Like ioredis's ``enableAutoPipelining``: each call encodes its data (one msgspec call,
+as JSON lines: one line per item, as the items are at the call) and
 queues it with a future; the first call of a loop iteration schedules a flush with
 ``loop.call_soon``, so every call made before the loop next runs callbacks (10,000 calls
 started by ``asyncio.gather``, or calls from many tasks) goes out together. The flush
@@ -50,25 +50,17 @@ _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.
 
 class _Request:
     """One publish/publish_many call waiting for its flush, its data already encoded (as
-    it was at the call): ``encoded`` is a JSON array, or for one ``publish()`` the item."""
+    it was at the call): ``lines`` holds its ``count`` items as JSON lines."""
 
-    __slots__ = ("channel", "count", "encoded", "future", "ids", "single")
+    __slots__ = ("channel", "count", "future", "ids", "lines", "single")
 
-    def __init__(self, channel: str, encoded: bytes, count: int, future: asyncio.Future[Any], single: bool) -> None:
+    def __init__(self, channel: str, lines: bytes, count: int, future: asyncio.Future[Any], single: bool) -> None:
         self.channel = channel
-        self.encoded = encoded
+        self.lines = lines
         self.count = count
         self.future = future
         self.single = single  # one publish(): the future gets the id, not a list
         self.ids: Sequence[str] = ()
-
-    @property
-    def array(self) -> bytes:
-        return b"[" + self.encoded + b"]" if self.single else self.encoded
-
-    def items(self) -> bytes | memoryview:
-        """The encoded items, comma-separated, without brackets (not copied)."""
-        return self.encoded if self.single else memoryview(self.encoded)[1:-1]
 
 
 class MessageIds(Sequence[str]):
@@ -154,15 +146,22 @@ class Publisher:
         if not datas:
             future.set_result([])
             return future
-        try:  # one publish(): the item itself, no list around it
-            encoded = self._encoder.encode(datas[0] if single else datas)
+        try:
+            # One line per item: JSON holds no raw newline inside a string, so the Rust core
+            # finds the items with memchr instead of scanning their JSON. Only a msgspec.Raw
+            # can hold newlines of its own: such a call takes the careful path.
+            lines = self._encoder.encode_lines(datas)
+            if lines.count(b"\n") != len(datas):
+                lines = _core.json_lines(self._encoder.encode(datas))
+                if lines.count(b"\n") != len(datas):  # an item is no JSON value, or several
+                    raise EnvelopeError(f"{len(datas)} items are not {len(datas)} JSON values")
         except _ENCODE_ERRORS as e:
             future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))
             return future
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        self._queue.append(_Request(channel, encoded, len(datas), future, single))
+        self._queue.append(_Request(channel, lines, len(datas), future, single))
         deadline = time.monotonic() + timeout
         self._deadline = min(self._deadline, deadline)
         return future
@@ -194,7 +193,7 @@ class Publisher:
         task.add_done_callback(self._inflight.discard)
 
     def _batch(self, channel: str, group: list[_Request], now: float) -> OutgoingBatch | None:
-        """One channel's requests as one batch: their arrays joined into one, enveloped
+        """One channel's requests as one batch: their lines joined into one, enveloped
         later by the Rust core. A request whose data would make an envelope over the size
         limit fails alone; the others keep a gap-free sequence."""
         state = self._channel(channel)
@@ -206,14 +205,14 @@ class Publisher:
             group = [r for r in group if r not in failed]
         if not group:
             return None
-        array = _joined(group)
+        lines = group[0].lines if len(group) == 1 else b"".join([r.lines for r in group])
         seq = state.next_seq
         for request in group:
             request.ids = MessageIds(state.prefix, seq, request.count)
             seq += request.count
         count = seq - state.next_seq
         batch = OutgoingBatch(
-            channel, array, count, self.sender, state.next_seq, now, state.prefix, self._retention(channel), self.max_size
+            channel, lines, count, self.sender, state.next_seq, now, state.prefix, self._retention(channel), self.max_size
         )
         state.next_seq = seq
         return batch
@@ -224,7 +223,9 @@ class Publisher:
         failed = []
         for request in suspects:
             try:
-                _core.encode_array(request.array, self.sender, state.next_seq, now, state.prefix, self.max_size)
+                _core.encode_lines(
+                    request.lines, request.count, self.sender, state.next_seq, now, state.prefix, self.max_size
+                )
             except LockstepError as e:
                 request.future.set_exception(e)
                 failed.append(request)
@@ -233,7 +234,7 @@ class Publisher:
     def _may_be_too_large(self, request: _Request) -> bool:
         """Whether an item of ``request`` comes near the size limit (only then is it scanned)."""
         room = self.max_size - _ENVELOPE_ROOM
-        return len(request.encoded) > room and _core.largest_item(request.array) > room
+        return len(request.lines) > room and _core.longest_line(request.lines) > room
 
     async def _send(
         self, batches: list[OutgoingBatch], requests: list[_Request], flush_state: FlushState, timeout: float
@@ -267,17 +268,6 @@ class Publisher:
         """Let flushes in flight finish (each within its own deadline)."""
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-
-
-def _joined(group: list[_Request]) -> bytes:
-    """The requests' items as one JSON array, copied once (a lone array is not copied)."""
-    if len(group) == 1:
-        return group[0].array
-    parts: list[bytes | memoryview] = [b"["]
-    for request in group:
-        parts += (request.items(), b",")
-    parts[-1] = b"]"
-    return b"".join(parts)
 
 
 def items_list(items: Iterable[Any]) -> list[Any] | tuple[Any, ...]:

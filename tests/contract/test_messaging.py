@@ -114,6 +114,24 @@ async def test_what_is_published_is_the_data_as_it_was_at_the_call(coord: lockst
     assert [m.seq for m in got] == [1, 2], "the failed call took no sequence number"
 
 
+async def test_raw_json_data_is_published_as_it_is(coord: lockstep.Coordinator) -> None:
+    """Items travel as JSON lines: a msgspec.Raw holding newlines (pretty-printed JSON) is
+    still one item; a raw newline inside a string is not JSON and fails its call alone; a
+    Raw that is not one value (nothing checks it at the call) reaches subscribers as an
+    EnvelopeError in its own place, its neighbours intact."""
+    pretty = msgspec.Raw(b'{\n  "a": [1,\n  2],\n  "s": "x\\ny"\n}')
+    async with coord.subscribe("raw") as sub:
+        await coord.publish_many("raw", [1, pretty, "line\nbreak"])
+        with pytest.raises(EnvelopeError, match="raw newline inside a string"):
+            await coord.publish("raw", msgspec.Raw(b'"a\nb"'))
+        await coord.publish_many("raw", [msgspec.Raw(b"[1"), msgspec.Raw(b"2]"), {"ok": True}])
+        got = await take(sub, 6)
+        await nothing_more(sub)
+    assert [m.data for m in got[:3]] == [1, {"a": [1, 2], "s": "x\ny"}, "line\nbreak"]
+    assert all(isinstance(bad, EnvelopeError) for bad in got[3:5]), got[3:5]
+    assert isinstance(got[5], Message) and got[5].data == {"ok": True} and got[5].seq == 6
+
+
 async def test_seed_shape_10k_concurrent_publishes_are_coalesced(coord: lockstep.Coordinator) -> None:
     """The seed's own test: 10,000 publish calls started at once over three channels."""
     channels = ["sprint:coordination", "agent:lifecycle", "test:coordination"]

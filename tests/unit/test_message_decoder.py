@@ -69,3 +69,29 @@ def test_jumps_are_reported_across_codecs() -> None:
     items, jumps = make_decoder().decode("ch", [first, codec("msgpack", "other").encode(0), third])
     assert [m.data for m in items] == [1, 0, 3]
     assert jumps == [(2, "agent-7", 2, 2)]
+
+
+def canonical(data: bytes, seq: int) -> bytes:
+    """A canonical JSON envelope around ``data`` written by hand (lockstep's encoder refuses
+    data that is not one JSON value; a foreign or hostile publisher need not)."""
+    return b'{"ls":1,"id":"p-%d","from":"agent-7","seq":%d,"ts":1.5,"data":%s}' % (seq, seq, data)
+
+
+def test_json_data_holding_newlines_is_decoded_alone_and_intact() -> None:
+    # JSON data is decoded as one line per item: data with newlines (a pretty-printed
+    # foreign message, or an envelope re-indented by another tool) must not be split
+    pretty_envelope = b'{"ls":1,"id":"p-2","from":"agent-7","seq":2,"ts":1.5,"data":{\n  "a": [1,\n 2]\n}\n}'
+    payloads = [canonical(b"1", 1), pretty_envelope, b'{\n "foreign": "x\\ny"\n}\n', canonical(b'"z"', 3)]
+    items, jumps = make_decoder().decode("ch", payloads)
+    assert [m.data for m in items] == [1, {"a": [1, 2]}, {"foreign": "x\ny"}, "z"]
+    assert [m.seq for m in items] == [1, 2, None, 3] and jumps == []
+
+
+def test_envelopes_whose_data_is_not_one_value_fail_alone_without_spilling() -> None:
+    # "[1" and "2]" would make one value "[1,2]" if items were only joined; "1,2" would make
+    # two. Each fails in its own place; the neighbours arrive as they were sent.
+    payloads = [canonical(b"[1", 1), canonical(b"2]", 2), canonical(b"1,2", 3), canonical(b'{"ok":3}', 4)]
+    items, jumps = make_decoder().decode("ch", payloads)
+    assert all(isinstance(bad, EnvelopeError) for bad in items[:3]), items
+    assert [getattr(bad, "seq", None) for bad in items[:3]] == [1, 2, 3]
+    assert isinstance(items[3], Message) and items[3].data == {"ok": 3} and jumps == []

@@ -118,14 +118,14 @@ DEFAULT_RETENTION = Retention()
 
 @dataclass(frozen=True)
 class OutgoingBatch:
-    """One channel's messages of a flush, in publish order, not yet enveloped: ``array`` is
-    their data as one JSON array (one msgspec call for the whole batch), and the Rust core
+    """One channel's messages of a flush, in publish order, not yet enveloped: ``lines`` is
+    their data as JSON lines (one line per message), and the Rust core
     wraps each item in its envelope (seqs from ``seq_start``, ids ``id_prefix + seq``) only
     where the store writes it, straight into the command buffer for Redis. ``raw`` payloads
     are sent as they are (what a foreign publisher would send; tests use it)."""
 
     channel: str
-    array: bytes
+    lines: bytes
     count: int
     sender: str = ""
     seq_start: int = 1
@@ -143,14 +143,16 @@ class OutgoingBatch:
         """One envelope per message (for stores that keep them one by one)."""
         if self.raw is not None:
             return list(self.raw)
-        return _core.encode_array(self.array, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size)
+        return _core.encode_lines(
+            self.lines, self.count, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size
+        )
 
     def pack(self, prefix: Sequence[str]) -> bytes:
         """One command ``*prefix, envelope`` per message, in one buffer."""
         if self.raw is not None:
             return _core.pack_each(prefix, self.raw)
         buffer, _ = _core.pack_envelopes(
-            prefix, self.array, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size
+            prefix, self.lines, self.count, self.sender, self.seq_start, self.ts, self.id_prefix, self.max_size
         )
         return buffer
 

@@ -144,6 +144,7 @@ fn write_one(
     match (codec, layout.data_check) {
         (Codec::Json, Some(DataCheck::Full)) => wire_json::check_data(data)?,
         (Codec::Json, Some(DataCheck::Shape)) => wire_json::check_shape(data)?,
+        (Codec::Json, Some(DataCheck::Line)) => wire_json::check_line(data)?,
         (Codec::Json, None) => {}
         (Codec::Msgpack, _) => wire_msgpack::check_data(data)?,
     }
@@ -314,9 +315,9 @@ pub fn decode(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'
     decode_checking(codec, payload, max_size, wire_json::DataCheck::Full, &mut Memo::default())
 }
 
-/// [`decode`] for a caller that parses JSON data itself right after, in a batch: the
-/// data of a canonical JSON envelope is only checked to be shaped like one value (see
-/// `wire_json::DataCheck::Shape`), so malformed data surfaces from that parse instead.
+/// [`decode`] for a caller that parses JSON data itself right after, in a batch of lines:
+/// the data of a canonical JSON envelope is only checked to hold no newline (see
+/// `wire_json::DataCheck::Line`), so malformed data surfaces from that parse instead.
 /// `memo` carries what the previous payloads of the batch (or stream) established.
 pub fn decode_for_batch<'a>(
     codec: Codec,
@@ -324,7 +325,7 @@ pub fn decode_for_batch<'a>(
     max_size: usize,
     memo: &mut Memo,
 ) -> Result<Decoded<'a>, CoreError> {
-    decode_checking(codec, payload, max_size, wire_json::DataCheck::Shape, memo)
+    decode_checking(codec, payload, max_size, wire_json::DataCheck::Line, memo)
 }
 
 fn decode_checking<'a>(

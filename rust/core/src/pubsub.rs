@@ -252,20 +252,85 @@ pub fn split_json_array(array: &[u8]) -> Result<Vec<&[u8]>, CoreError> {
     Ok(out)
 }
 
-/// The envelopes of every item of `array` (a JSON array, e.g. a JSON encoder's output for a
-/// list of items), each inside `command_head`'s command when it is not empty. The split
-/// checks every item's shape, so the items are not scanned again (see [`split_json_array`]).
-pub fn encode_json_array(
-    array: &[u8],
+/// The items of `lines`: JSON values each followed by a newline, as msgspec's
+/// `Encoder.encode_lines` writes a list. JSON text holds no raw newline inside a string, so
+/// each line is exactly one item, found by `memchr` instead of a scan of the JSON; `count`
+/// is how many items were encoded, and a different number of lines is refused (an item
+/// that holds a newline of its own, a `msgspec.Raw`, must come through [`lines_of_array`]).
+/// Lines are checked to be UTF-8 and not empty; whether each is well-formed JSON is left to
+/// its receivers, whose line decoder refuses one that is not exactly one value.
+pub fn split_json_lines(lines: &[u8], count: usize) -> Result<Vec<&[u8]>, CoreError> {
+    let bad = |what: String| CoreError::envelope(format!("expected {count} JSON lines: {what}"));
+    if let Err(e) = std::str::from_utf8(lines) {
+        return Err(bad(format!("invalid UTF-8 at byte {}", e.valid_up_to())));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
+        let line = lines.get(start..end).unwrap_or_default();
+        if line.is_empty() {
+            return Err(bad(format!("line {} is empty", out.len())));
+        }
+        out.push(line);
+        start = end + 1;
+    }
+    if start != lines.len() {
+        return Err(bad("the last line has no newline".to_owned()));
+    }
+    if out.len() != count {
+        return Err(bad(format!("found {}", out.len())));
+    }
+    Ok(out)
+}
+
+/// The items of `array` (a JSON array, split and checked as [`split_json_array`] does) as
+/// JSON lines, for items that hold newlines of their own (a `msgspec.Raw` of pretty-printed
+/// JSON): JSON allows a newline only as whitespace between tokens, so each becomes a space
+/// and the item means what it meant. A newline inside a string is not JSON: refused.
+pub fn lines_of_array(array: &[u8]) -> Result<Vec<u8>, CoreError> {
+    let items = split_json_array(array)?;
+    let mut out = Vec::with_capacity(array.len() + 1);
+    for (index, item) in items.iter().enumerate() {
+        let mut at = 0;
+        while let Some(newline) = memchr::memchr(b'\n', item.get(at..).unwrap_or_default()) {
+            let newline = at + newline;
+            // where the strings before the newline end: it is inside one if it comes first
+            let mut i = at;
+            while let Some(quote) = memchr::memchr(b'"', item.get(i..newline).unwrap_or_default()) {
+                let end = envelope::string_end(item, i + quote + 1)
+                    .ok_or_else(|| CoreError::envelope(format!("item {index}: an unterminated string")))?;
+                if end > newline {
+                    return Err(CoreError::envelope(format!(
+                        "item {index}: a raw newline inside a string is not JSON (write it as \\n)"
+                    )));
+                }
+                i = end;
+            }
+            out.extend_from_slice(item.get(at..newline).unwrap_or_default());
+            out.push(b' ');
+            at = newline + 1;
+        }
+        out.extend_from_slice(item.get(at..).unwrap_or_default());
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// The envelopes of every item of `lines` (see [`split_json_lines`]), each inside
+/// `command_head`'s command when it is not empty. Each item is one line: not scanned again.
+pub fn encode_json_lines(
+    lines: &[u8],
+    count: usize,
     batch: &envelope::BatchMeta<'_>,
     command_head: &[u8],
 ) -> Result<envelope::EncodedBatch, CoreError> {
-    let items = split_json_array(array)?;
+    let items = split_json_lines(lines, count)?;
     envelope::encode_batch(Codec::Json, &items, batch, envelope::Layout::checked(command_head))
 }
 
-/// Data items of one codec, kept back to back to be decoded as ONE array (JSON: after `[`,
-/// comma-separated; msgpack: behind an array header written at the end). Each item must be
+/// Data items of one codec, kept back to back to be decoded by ONE call (JSON: each on a
+/// line of its own, for a line decoder; msgpack: behind an array header written at the end).
+/// A JSON item must hold no newline (see `wire_json::DataCheck::Line`) and a msgpack item be
 /// exactly one value (as the envelope readers check), so no item can run into the next.
 #[derive(Clone, Debug, Default)]
 pub struct DataArray {
@@ -288,26 +353,26 @@ impl DataArray {
 
     /// Append one item; returns where its bytes are in [`Self::items`].
     pub fn push(&mut self, codec: Codec, data: &[u8]) -> (usize, usize) {
-        if codec == Codec::Json {
-            self.bytes.push(if self.count == 0 { b'[' } else { b',' });
-        }
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
+        let end = self.bytes.len();
+        if codec == Codec::Json {
+            self.bytes.push(b'\n');
+        }
         self.count += 1;
-        (start, self.bytes.len())
+        (start, end)
     }
 
-    /// The items' bytes (with JSON's separators).
+    /// The items' bytes (JSON's with their newlines).
     pub fn items(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The whole array as `codec` writes one, as (head, items, tail) to copy out back to
-    /// back: the caller copies the items once, e.g. straight into a Python `bytes`.
+    /// The whole batch as `codec`'s one call reads it, as (head, items, tail) to copy out
+    /// back to back: the caller copies the items once, e.g. straight into a Python `bytes`.
     pub fn array(&self, codec: Codec) -> (Vec<u8>, &[u8], &'static [u8]) {
         match codec {
-            Codec::Json if self.count == 0 => (b"[".to_vec(), &[], b"]"),
-            Codec::Json => (Vec::new(), &self.bytes, b"]"),
+            Codec::Json => (Vec::new(), &self.bytes, b""),
             Codec::Msgpack => {
                 let mut head = Vec::with_capacity(5);
                 crate::msgpack::write_array_header(&mut head, self.count);
@@ -475,8 +540,10 @@ mod tests {
             }
             let (head, items, tail) = js.array(Codec::Json);
             let text = [head.as_slice(), items, tail].concat();
-            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&text).unwrap();
+            let parsed: Vec<serde_json::Value> =
+                serde_json::Deserializer::from_slice(&text).into_iter().collect::<Result<_, _>>().unwrap();
             assert_eq!(parsed.len(), count);
+            assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), count, "one line each");
             let (head, items, tail) = mp.array(Codec::Msgpack);
             let bytes = [head.as_slice(), items, tail].concat();
             let mut whole = crate::msgpack::Reader::new(&bytes, 0);
@@ -519,15 +586,48 @@ mod tests {
         }
     }
 
-    /// Every element a split returns passes the shape check its envelope would otherwise get,
-    /// and `encode_json_array` writes what `encode_batch` with that check writes.
     #[test]
-    fn split_elements_are_shaped_like_one_value() {
+    fn lines_split_by_newline_and_count() {
+        let lines = b"1\n{\"a\":\"x,]\"}\n\"q\"\n";
+        assert_eq!(split_json_lines(lines, 3).unwrap(), vec![&b"1"[..], br#"{"a":"x,]"}"#, br#""q""#]);
+        assert!(split_json_lines(b"", 0).unwrap().is_empty());
+        for (bad, count, why) in [
+            (&b"1\n2\n"[..], 3, "found 2"),
+            (b"1\n2\n", 1, "found 2"),
+            (b"1\n\n2\n", 3, "line 1 is empty"),
+            (b"1\n2", 2, "no newline"),
+            (b"\"\xff\"\n", 1, "invalid UTF-8"),
+        ] {
+            let err = split_json_lines(bad, count).unwrap_err().to_string();
+            assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn arrays_become_lines_with_their_newlines_made_spaces() {
+        let array = b"[1, {\n \"a\": [1,\n2],\n \"b\": \"x\\n\"\n}, \"q\"]";
+        let lines = lines_of_array(array).unwrap();
+        assert_eq!(lines, b"1\n{  \"a\": [1, 2],  \"b\": \"x\\n\" }\n\"q\"\n".to_vec());
+        let values: Vec<serde_json::Value> =
+            split_json_lines(&lines, 3).unwrap().iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+        let want: Vec<serde_json::Value> = serde_json::from_slice(array).unwrap();
+        assert_eq!(values, want);
+        let err = lines_of_array(b"[1, \"a\nb\"]").unwrap_err().to_string();
+        assert!(err.contains("item 1: a raw newline inside a string"), "{err}");
+        assert!(lines_of_array(b"[1,]").is_err());
+        assert_eq!(lines_of_array(b"[]").unwrap(), b"".to_vec());
+    }
+
+    /// Random arrays: every one that splits becomes lines that split back into its items
+    /// (their newlines made spaces), or is refused for a newline inside a string; and
+    /// `encode_json_lines` writes what `encode_batch` with the line check writes.
+    #[test]
+    fn arrays_as_lines_keep_their_items() {
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let alphabet = b"[]{}\":,\\ 1a\xc3\xa9";
+        let alphabet = b"[]{}\":,\\ 1a\n\xc3\xa9";
         let head = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n";
         let meta = envelope::BatchMeta { sender: "me", seq_start: 1, ts: 1.5, id_prefix: "p-", max_size: 1 << 20 };
-        let mut split = 0;
+        let (mut converted, mut refused) = (0, 0);
         for _ in 0..200_000 {
             state ^= state << 13;
             state ^= state >> 7;
@@ -537,14 +637,21 @@ mod tests {
             array.extend((0..len).map(|i| alphabet[((state >> (4 * i)) % alphabet.len() as u64) as usize]));
             array.push(b']');
             let Ok(items) = split_json_array(&array) else { continue };
-            split += 1;
-            // encode_batch checks each item's shape (and UTF-8): unwrap says they pass
-            let checked = envelope::Layout::new(head, envelope::DataCheck::Shape);
-            let want = envelope::encode_batch(Codec::Json, &items, &meta, checked)
+            let Ok(lines) = lines_of_array(&array) else {
+                refused += 1;
+                continue;
+            };
+            converted += 1;
+            let split = split_json_lines(&lines, items.len()).unwrap();
+            let spaced: Vec<Vec<u8>> =
+                items.iter().map(|i| i.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect()).collect();
+            assert_eq!(split, spaced.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let checked = envelope::Layout::new(head, envelope::DataCheck::Line);
+            let want = envelope::encode_batch(Codec::Json, &split, &meta, checked)
                 .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&array)));
-            assert_eq!(encode_json_array(&array, &meta, head).unwrap().buf, want.buf);
+            assert_eq!(encode_json_lines(&lines, items.len(), &meta, head).unwrap().buf, want.buf);
         }
-        assert!(split > 1_000, "only {split} arrays split");
+        assert!(converted > 1_000 && refused > 100, "{converted} converted, {refused} refused");
     }
 
     #[test]

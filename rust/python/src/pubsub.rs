@@ -242,8 +242,9 @@ impl ReplyReader {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(publish::pack_envelopes, m)?)?;
-    m.add_function(wrap_pyfunction!(publish::encode_array, m)?)?;
-    m.add_function(wrap_pyfunction!(publish::largest_item, m)?)?;
+    m.add_function(wrap_pyfunction!(publish::encode_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(publish::json_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(publish::longest_line, m)?)?;
     m.add_class::<MessageDecoder>()?;
     m.add_class::<ReplyReader>()?;
     Ok(())

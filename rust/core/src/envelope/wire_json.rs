@@ -50,6 +50,14 @@ pub fn check_shape(data: &[u8]) -> Result<(), CoreError> {
     ))
 }
 
+/// [`DataCheck::Line`] of data about to be written: one non-empty line.
+pub fn check_line(data: &[u8]) -> Result<(), CoreError> {
+    if data.is_empty() || memchr::memchr(b'\n', data).is_some() {
+        return Err(CoreError::envelope("data is not one line of JSON (it is empty or holds a newline)"));
+    }
+    Ok(())
+}
+
 /// `ts_text` is `meta.ts` already formatted (once per batch: the ts is shared).
 pub fn encoded_len(data: &[u8], meta: &Meta<'_>, ts_text: &str) -> usize {
     FIXED + meta.id.len() + meta.sender.len() + itoa::Buffer::new().format(meta.seq).len() + ts_text.len() + data.len()
@@ -172,6 +180,7 @@ fn read_canonical<'a>(payload: &'a [u8], data_check: DataCheck, memo: &mut Memo)
     let valid = match data_check {
         DataCheck::Full => is_json(data),
         DataCheck::Shape => one_value_shape(data),
+        DataCheck::Line => memchr::memchr(b'\n', data).is_none(),
     };
     if padded(data.first()) || padded(data.last()) || !valid {
         return None;
@@ -189,6 +198,11 @@ pub enum DataCheck {
     /// JSON-array parse, which then fails for a malformed item), so that no item can spill
     /// into its neighbours.
     Shape,
+    /// It holds no newline. For callers that parse the data right after as one line of
+    /// newline-delimited JSON (a batch decoded by one `decode_lines`, which fails for a line
+    /// that is not exactly one value, and then the data alone): no item can spill into its
+    /// neighbours, and no scan of the data is needed to know it (a `memchr`).
+    Line,
 }
 
 /// Where the string starting just after an opening quote at `from` ends (the index after

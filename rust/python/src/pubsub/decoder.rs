@@ -1,7 +1,8 @@
 //! `MessageDecoder`: how payloads become `Message` objects, a batch at a time. Envelopes are
 //! decoded in Rust; the data of the whole batch is decoded by ONE call of a msgspec decoder
-//! per codec, over an array built here (JSON: `[d1,d2,...]`; msgpack: an array header and
-//! the items, each checked to be exactly one value); each sender's sequence numbers are
+//! per codec, over bytes built here (JSON: `d1\nd2\n...` for `decode_lines`, each item
+//! free of newlines, so each line is one item; msgpack: an array header and the items, each
+//! checked to be exactly one value); each sender's sequence numbers are
 //! tracked to report what was missed. A payload that fails becomes an `EnvelopeError`
 //! instance in its place.
 
@@ -48,7 +49,7 @@ struct Slot<'py> {
     value: Value<'py>,
 }
 
-/// One call of `decode` over `items` as an array: its values, or None when there are none,
+/// One call of `decode` over `items` (JSON lines, or a msgpack array): its values, or None when there are none,
 /// when the call failed (e.g. a typed channel got an item of the wrong shape) or gave a
 /// different count.
 fn decode_items<'py>(
@@ -163,7 +164,13 @@ impl<'py> Batch<'py> {
                     None => None,
                 };
                 let data = decoded.data;
+                // JSON data is decoded as a line: one that holds a newline (whitespace in
+                // pretty-printed JSON) is decoded alone instead
+                let multiline = || memchr::memchr(b'\n', data).is_some();
                 let value = match (decoded.kind, codec) {
+                    (Kind::Envelope, Codec::Json) | (Kind::Json, _) if multiline() => {
+                        Value::Item(PyBytes::new(py, data), "json")
+                    }
                     (Kind::Envelope, codec) => self.push_bulk(codec, data),
                     (Kind::Json, _) => self.push_bulk(Codec::Json, data),
                     (Kind::Text, _) if !dec.typed => {
@@ -185,7 +192,7 @@ impl<'py> Batch<'py> {
     /// item fails alone).
     pub(super) fn finish(self, dec: &MessageDecoder) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let py = self.py;
-        let decoders = [Some(&dec.decode_array), dec.decode_msgpack_array.as_ref()];
+        let decoders = [Some(&dec.decode_lines), dec.decode_msgpack_array.as_ref()];
         let bulk = CODECS.map(|codec| (decode_items(py, &self.arrays[at(codec)], codec, decoders[at(codec)]), 0));
         build(py, dec, self.slots, bulk, &self.arrays, self.jumps)
     }
@@ -325,7 +332,7 @@ fn channel_error<'py>(
 #[pyclass(module = "lockstep._core", name = "MessageDecoder")]
 pub struct MessageDecoder {
     message_type: Py<PyAny>,
-    decode_array: Py<PyAny>,
+    decode_lines: Py<PyAny>,
     decode_msgpack_array: Option<Py<PyAny>>,
     decode_item: Py<PyAny>,
     typed: bool,
@@ -349,13 +356,13 @@ impl MessageDecoder {
 impl MessageDecoder {
     #[new]
     #[pyo3(
-        signature = (message_type, decode_array, decode_item, *, decode_msgpack_array = None, typed = false, track_seqs = true, max_size = None),
-        text_signature = "(message_type, decode_array, decode_item, *, decode_msgpack_array=None, typed=False, track_seqs=True, max_size=1048576)"
+        signature = (message_type, decode_lines, decode_item, *, decode_msgpack_array = None, typed = false, track_seqs = true, max_size = None),
+        text_signature = "(message_type, decode_lines, decode_item, *, decode_msgpack_array=None, typed=False, track_seqs=True, max_size=1048576)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         message_type: Py<PyAny>,
-        decode_array: Py<PyAny>,
+        decode_lines: Py<PyAny>,
         decode_item: Py<PyAny>,
         decode_msgpack_array: Option<Py<PyAny>>,
         typed: bool,
@@ -365,7 +372,7 @@ impl MessageDecoder {
         let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
         Ok(MessageDecoder {
             message_type,
-            decode_array,
+            decode_lines,
             decode_msgpack_array,
             decode_item,
             typed,

@@ -1,5 +1,5 @@
-//! The publish hot path: a batch's data (one JSON array, as msgspec encodes a list) to
-//! envelopes and RESP commands in one call, with no Python object per message.
+//! The publish hot path: a batch's data (JSON lines, as msgspec's `encode_lines` writes a
+//! list) to envelopes and RESP commands in one call, with no Python object per message.
 
 use lockstep_core::envelope::{BatchMeta, DEFAULT_MAX_SIZE};
 use lockstep_core::pubsub;
@@ -10,20 +10,23 @@ use pyo3::types::{PyBytes, PyList};
 use crate::args;
 use crate::errors;
 
-/// The publish hot path: the items of ``array`` (a JSON array, as msgspec encodes a list) as
-/// envelopes with seqs from ``seq_start``, each written as one command ``*prefix, envelope``
-/// (``PUBLISH channel``, ``XADD key * m``) into one buffer. Returns ``(buffer, count)``.
-/// All or nothing: an item too large (MessageTooLargeError) or malformed fails the call.
+/// The publish hot path: the ``count`` items of ``lines`` (JSON lines, as msgspec's
+/// ``Encoder.encode_lines`` writes a list; see ``json_lines`` for items that hold newlines)
+/// as envelopes with seqs from ``seq_start``, each written as one command ``*prefix,
+/// envelope`` (``PUBLISH channel``, ``XADD key * m``) into one buffer. Returns ``(buffer,
+/// count)``. All or nothing: an item too large (MessageTooLargeError), or lines that are not
+/// ``count`` non-empty UTF-8 lines (EnvelopeError), fail the call.
 #[pyfunction]
 #[pyo3(
-    signature = (prefix, array, sender, seq_start, ts, id_prefix, max_size = None),
-    text_signature = "(prefix, array, sender, seq_start, ts, id_prefix, max_size=1048576)"
+    signature = (prefix, lines, count, sender, seq_start, ts, id_prefix, max_size = None),
+    text_signature = "(prefix, lines, count, sender, seq_start, ts, id_prefix, max_size=1048576)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_envelopes<'py>(
     py: Python<'py>,
     prefix: &Bound<'py, PyAny>,
-    array: &[u8],
+    lines: &[u8],
+    count: usize,
     sender: &str,
     seq_start: u64,
     ts: f64,
@@ -35,21 +38,23 @@ pub(super) fn pack_envelopes<'py>(
     let prefix_args: Vec<resp::Arg<'_>> = prefix_items.iter().map(|p| resp::Arg::Bytes(p)).collect();
     let head = resp::each_head(&prefix_args).map_err(errors::to_py)?;
     let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
-    let run = || pubsub::encode_json_array(array, &meta, &head);
-    let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    let run = || pubsub::encode_json_lines(lines, count, &meta, &head);
+    let batch = if lines.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     Ok((PyBytes::new(py, &batch.buf), batch.len()))
 }
 
-/// The envelopes of every item of ``array`` (a JSON array), for stores that keep them one by
-/// one (memory, file). As ``encode_batch`` otherwise.
+/// The envelopes of the ``count`` items of ``lines``, for stores that keep them one by one
+/// (memory, file). As ``pack_envelopes`` otherwise.
 #[pyfunction]
 #[pyo3(
-    signature = (array, sender, seq_start, ts, id_prefix, max_size = None),
-    text_signature = "(array, sender, seq_start, ts, id_prefix, max_size=1048576)"
+    signature = (lines, count, sender, seq_start, ts, id_prefix, max_size = None),
+    text_signature = "(lines, count, sender, seq_start, ts, id_prefix, max_size=1048576)"
 )]
-pub(super) fn encode_array<'py>(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn encode_lines<'py>(
     py: Python<'py>,
-    array: &[u8],
+    lines: &[u8],
+    count: usize,
     sender: &str,
     seq_start: u64,
     ts: f64,
@@ -58,16 +63,31 @@ pub(super) fn encode_array<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let max_size = max_size.map(args::max_size_arg).transpose()?.unwrap_or(DEFAULT_MAX_SIZE);
     let meta = BatchMeta { sender, seq_start, ts, id_prefix, max_size };
-    let run = || pubsub::encode_json_array(array, &meta, b"");
-    let batch = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    let run = || pubsub::encode_json_lines(lines, count, &meta, b"");
+    let batch = if lines.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
     PyList::new(py, batch.iter().map(|env| PyBytes::new(py, env)))
 }
 
-/// The length in bytes of the longest item of ``array`` (a JSON array), 0 when it is empty:
-/// whether any item could come near the size limit, without enveloping any. A malformed
-/// array is an EnvelopeError.
+/// ``array`` (a JSON array) as JSON lines, for items that hold newlines of their own (a
+/// ``msgspec.Raw`` of pretty-printed JSON): each such newline, whitespace between tokens,
+/// becomes a space. EnvelopeError for an array that does not split into items shaped like
+/// one value each, or a raw newline inside a string.
 #[pyfunction]
-pub(super) fn largest_item(py: Python<'_>, array: &[u8]) -> PyResult<usize> {
-    let run = || pubsub::split_json_array(array).map(|items| items.iter().map(|i| i.len()).max().unwrap_or(0));
-    if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)
+pub(super) fn json_lines<'py>(py: Python<'py>, array: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let run = || pubsub::lines_of_array(array);
+    let lines = if array.len() >= args::DETACH_ABOVE { py.detach(run) } else { run() }.map_err(errors::to_py)?;
+    Ok(PyBytes::new(py, &lines))
+}
+
+/// The length in bytes of the longest line of ``lines`` (JSON lines), 0 when there is none:
+/// whether any item could come near the size limit, without enveloping any.
+#[pyfunction]
+pub(super) fn longest_line(lines: &[u8]) -> usize {
+    let mut start = 0;
+    let mut longest = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
+        longest = longest.max(end - start);
+        start = end + 1;
+    }
+    longest.max(lines.len() - start)
 }
