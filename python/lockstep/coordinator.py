@@ -274,7 +274,9 @@ class Coordinator:
     def publish(self, channel: str, data: Any, *, timeout: float | None = None) -> asyncio.Future[str]:
         """Publish ``data`` (anything msgspec encodes) on ``channel``: ``await`` the result for
         the message id. It is encoded at the call: changing ``data`` afterwards changes
-        nothing, and data that cannot be encoded fails this call alone (EnvelopeError).
+        nothing, and data that cannot be encoded fails this call alone (EnvelopeError). A
+        ``msgspec.Raw`` (JSON encoded already) is sent as it is: if it is not one JSON value,
+        subscribers get an EnvelopeError in that message's place.
 
         Returns a Future, not a coroutine, so ``asyncio.gather`` of 10,000 publishes creates
         no tasks; all calls made before the loop next runs go out in one pipelined write.
