@@ -8,7 +8,8 @@ whole rounds (``benchmark.pedantic``); ``test_zz_report`` prints the medians sid
 side with the issue's targets. Benchmarks are not timed tests: they check the messages
 arrived intact, never that they were fast. On a shared box the load of other processes moves
 between tests, so each baseline round of 1, 2 and 4 also runs right after a lockstep round,
-and the report gives the median ratio of those back-to-back pairs beside that of the medians.
+and the report gives the median ratio of those back-to-back pairs beside that of the medians
+(the pairs' lockstep rounds count in lockstep's median as well).
 
 1. pub/sub, one publisher to one subscriber, delivered/s: lockstep (``publish_many`` +
    a subscription, data decoded) vs redis-py (pipelined PUBLISH + ``PubSub.get_message``,
@@ -551,11 +552,13 @@ def test_streams_lockstep(benchmark: Any, streams_server: RedisServer) -> None:
 def test_streams_redispy(benchmark: Any, streams_server: RedisServer) -> None:
     rounds = iter(range(100, 200))
     url, port, aof = streams_server.url(scheme="redis+streams"), streams_server.port, aof_of(streams_server)
+    # 5 pairs; each pair's lockstep round counts in lockstep's median too (as in pub/sub)
     run_paired(
         benchmark,
         lambda: record(f"streams redis-py [{aof}]", asyncio.run(redispy_streams(port, next(rounds)))),
-        lambda: asyncio.run(lockstep_streams(url, next(rounds))),
+        lambda: record(f"streams lockstep [{aof}]", asyncio.run(lockstep_streams(url, next(rounds)))),
         f"streams lockstep / redis-py, paired [{aof}]",
+        rounds=5,
     )
 
 
@@ -566,7 +569,7 @@ def test_streams_raw_socket(benchmark: Any, streams_server: RedisServer) -> None
     run_paired(
         benchmark,
         lambda: record(f"streams raw socket [{aof}]", raw_streams(port, next(rounds))),
-        lambda: asyncio.run(lockstep_streams(url, next(rounds))),
+        lambda: record(f"streams lockstep [{aof}]", asyncio.run(lockstep_streams(url, next(rounds)))),
         f"streams lockstep / raw, paired [{aof}]",
     )
 
@@ -639,11 +642,13 @@ def test_file_latency_at_1k(benchmark: Any, tmp_path: Path) -> None:
 # -- the report ----------------------------------------------------------------------------------
 def streams_rows(aof: str) -> list[tuple[str, float, str, str]]:
     ours = median(f"streams lockstep [{aof}]")
+    # the target is judged on the stock config, where PEERS.md measured the redis-py loop
+    target = "target >= 5x" if aof == "no" else "the server's limit here; target judged on appendonly no"
     return [
         (f"streams, appendonly {aof}: lockstep", ours, "msg/s", ""),
         (f"streams, appendonly {aof}: redis-py loop", median(f"streams redis-py [{aof}]"), "msg/s",
          (f"lockstep = {ours / median(f'streams redis-py [{aof}]'):.1f}x; "
-          f"{median(f'streams lockstep / redis-py, paired [{aof}]'):.1f}x in pairs (target >= 5x)")),
+          f"{median(f'streams lockstep / redis-py, paired [{aof}]'):.1f}x in pairs ({target})")),
         (f"streams, appendonly {aof}: raw socket", median(f"streams raw socket [{aof}]"), "msg/s",
          (f"lockstep = {ours / median(f'streams raw socket [{aof}]'):.2f} of raw; "
           f"{median(f'streams lockstep / raw, paired [{aof}]'):.2f} in pairs (the server's limit)")),
