@@ -30,6 +30,7 @@ __all__ = [
     "RespError",
     "RespParser",
     "ReplyReader",
+    "count_lines",
     "decode_batch",
     "decode_envelope",
     "encode_batch",
@@ -216,6 +217,9 @@ def json_lines(array: bytes) -> bytes:
     """``array`` (a JSON array) as JSON lines, for items holding newlines of their own (a
     ``msgspec.Raw`` of pretty-printed JSON): each newline between tokens becomes a space.
     EnvelopeError for an item not shaped like one value or a raw newline inside a string."""
+
+def count_lines(lines: bytes) -> int:
+    """How many newlines ``lines`` holds (vectorised; ``bytes.count`` is not)."""
 
 def longest_line(lines: bytes) -> int:
     """The length in bytes of the longest line of ``lines``; 0 when there is none."""

@@ -151,9 +151,9 @@ class Publisher:
             # finds the items with memchr instead of scanning their JSON. Only a msgspec.Raw
             # can hold newlines of its own: such a call takes the careful path.
             lines = self._encoder.encode_lines(datas)
-            if lines.count(b"\n") != len(datas):
+            if _core.count_lines(lines) != len(datas):
                 lines = _core.json_lines(self._encoder.encode(datas))
-                if lines.count(b"\n") != len(datas):  # an item is no JSON value, or several
+                if _core.count_lines(lines) != len(datas):  # an item is no JSON value, or several
                     raise EnvelopeError(f"{len(datas)} items are not {len(datas)} JSON values")
         except _ENCODE_ERRORS as e:
             future.set_exception(EnvelopeError(f"cannot encode data for {channel!r} as JSON: {e}"))

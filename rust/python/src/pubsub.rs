@@ -245,6 +245,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(publish::encode_lines, m)?)?;
     m.add_function(wrap_pyfunction!(publish::json_lines, m)?)?;
     m.add_function(wrap_pyfunction!(publish::longest_line, m)?)?;
+    m.add_function(wrap_pyfunction!(publish::count_lines, m)?)?;
     m.add_class::<MessageDecoder>()?;
     m.add_class::<ReplyReader>()?;
     Ok(())
