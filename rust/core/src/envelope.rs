@@ -316,8 +316,9 @@ pub fn decode(codec: Codec, payload: &[u8], max_size: usize) -> Result<Decoded<'
 }
 
 /// [`decode`] for a caller that parses JSON data itself right after, in a batch of lines:
-/// the data of a canonical JSON envelope is only checked to hold no newline (see
-/// `wire_json::DataCheck::Line`), so malformed data surfaces from that parse instead.
+/// the data of a canonical JSON envelope is not checked here (see
+/// `wire_json::DataCheck::Line`: the caller decodes data holding a newline on its own), so
+/// malformed data surfaces from that parse instead.
 /// `memo` carries what the previous payloads of the batch (or stream) established.
 pub fn decode_for_batch<'a>(
     codec: Codec,

@@ -161,7 +161,8 @@ fn read_canonical<'a>(payload: &'a [u8], data_check: DataCheck, memo: &mut Memo)
         return None;
     }
     let (seq, rest) = rest.split_at(seq_len);
-    let seq: u64 = std::str::from_utf8(seq).ok()?.parse().ok()?;
+    // ASCII digits (counted above): no UTF-8 check or str parse needed
+    let seq = seq.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
     let rest = rest.strip_prefix(TS)?;
     // The memo's text is a whole number when the data key follows it (a comma ends one).
     let (ts, rest) = match rest.strip_prefix(memo.ts_text.as_slice()).filter(|r| r.starts_with(DATA)) {
@@ -180,7 +181,7 @@ fn read_canonical<'a>(payload: &'a [u8], data_check: DataCheck, memo: &mut Memo)
     let valid = match data_check {
         DataCheck::Full => is_json(data),
         DataCheck::Shape => one_value_shape(data),
-        DataCheck::Line => memchr::memchr(b'\n', data).is_none(),
+        DataCheck::Line => true, // the caller's line decoder checks (see DataCheck::Line)
     };
     if padded(data.first()) || padded(data.last()) || !valid {
         return None;
@@ -198,10 +199,12 @@ pub enum DataCheck {
     /// JSON-array parse, which then fails for a malformed item), so that no item can spill
     /// into its neighbours.
     Shape,
-    /// It holds no newline. For callers that parse the data right after as one line of
+    /// It is one line. A writer checks that it is not empty and holds no newline. A reader
+    /// checks nothing: its caller parses the data right after as one line of
     /// newline-delimited JSON (a batch decoded by one `decode_lines`, which fails for a line
-    /// that is not exactly one value, and then the data alone): no item can spill into its
-    /// neighbours, and no scan of the data is needed to know it (a `memchr`).
+    /// that is not exactly one value, and then the data alone) and must decode data that
+    /// holds a newline on its own (a `memchr` finds it), so no item can spill into its
+    /// neighbours and no scan of the data's JSON is needed.
     Line,
 }
 
