@@ -1,5 +1,6 @@
 //! lockstep's pure-Rust core. Bytes and bookkeeping only: time is passed in, nothing does I/O.
 
+mod decimal;
 pub mod envelope;
 pub mod error;
 pub mod leases;

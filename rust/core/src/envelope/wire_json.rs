@@ -99,7 +99,7 @@ fn version(payload: &[u8]) -> Option<u64> {
     let rest = payload.get(start..)?;
     let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(rest.get(..digits)?).ok()?.parse().ok()
+    crate::decimal::parse_digits(rest.get(..digits)?)
 }
 
 fn unsupported(ls: u64) -> CoreError {
@@ -161,8 +161,7 @@ fn read_canonical<'a>(payload: &'a [u8], data_check: DataCheck, memo: &mut Memo)
         return None;
     }
     let (seq, rest) = rest.split_at(seq_len);
-    // ASCII digits (counted above): no UTF-8 check or str parse needed
-    let seq = seq.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    let seq = crate::decimal::parse_digits(seq)?;
     let rest = rest.strip_prefix(TS)?;
     // The memo's text is a whole number when the data key follows it (a comma ends one).
     let (ts, rest) = match rest.strip_prefix(memo.ts_text.as_slice()).filter(|r| r.starts_with(DATA)) {

@@ -112,7 +112,7 @@ fn fast_bulk(b: &[u8], max_bulk: usize) -> Option<(&[u8], &[u8])> {
     if digits == 0 || digits > 19 {
         return None;
     }
-    let len: usize = std::str::from_utf8(rest.get(..digits)?).ok()?.parse().ok()?;
+    let len = usize::try_from(crate::decimal::parse_digits(rest.get(..digits)?)?).ok()?;
     if len > max_bulk {
         return None;
     }
