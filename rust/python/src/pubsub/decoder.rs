@@ -49,9 +49,9 @@ struct Slot<'py> {
     value: Value<'py>,
 }
 
-/// One call of `decode` over `items` (JSON lines, or a msgpack array): its values, or None when there are none,
-/// when the call failed (e.g. a typed channel got an item of the wrong shape) or gave a
-/// different count.
+/// One call of `decode` over `items` (JSON lines, or a msgpack array): its values, or None
+/// when there are none, when the call failed (e.g. a typed channel got an item of the wrong
+/// shape, or a line is not exactly one value) or gave a different count.
 fn decode_items<'py>(
     py: Python<'py>,
     items: &DataArray,
