@@ -283,6 +283,32 @@ pub fn split_json_lines(lines: &[u8], count: usize) -> Result<Vec<&[u8]>, CoreEr
     Ok(out)
 }
 
+/// How many newlines `bytes` holds, counted eight bytes at a time.
+pub fn count_newlines(bytes: &[u8]) -> usize {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder().iter().filter(|&&b| b == b'\n').count();
+    words.fold(tail, |count, chunk| {
+        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default()) ^ NEWLINES;
+        // the high bit of each byte that was a newline (now zero), exactly: no byte's sum
+        // carries into the next (0x7f + 0x7f < 0x100)
+        let zeros = !(((word & LOW7) + LOW7) | word | LOW7);
+        count + zeros.count_ones() as usize
+    })
+}
+
+/// The length of the longest line of `lines` (lines end at a newline; a last one may not).
+pub fn longest_line(lines: &[u8]) -> usize {
+    let mut start = 0;
+    let mut longest = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
+        longest = longest.max(end - start);
+        start = end + 1;
+    }
+    longest.max(lines.len().saturating_sub(start))
+}
+
 /// The items of `array` (a JSON array, split and checked as [`split_json_array`] does) as
 /// JSON lines, for items that hold newlines of their own (a `msgspec.Raw` of pretty-printed
 /// JSON): JSON allows a newline only as whitespace between tokens, so each becomes a space
@@ -600,6 +626,22 @@ mod tests {
         ] {
             let err = split_json_lines(bad, count).unwrap_err().to_string();
             assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn newlines_are_counted_and_lines_measured() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let alphabet = b"\n\x0a\x8a\x0b\x09\xffa ";
+        for len in 0..200 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes: Vec<u8> =
+                (0..len).map(|i| alphabet[((state >> (i % 60)) as usize + i) % alphabet.len()]).collect();
+            assert_eq!(count_newlines(&bytes), bytes.iter().filter(|&&b| b == b'\n').count(), "{bytes:?}");
+            let longest = bytes.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
+            assert_eq!(longest_line(&bytes), longest, "{bytes:?}");
         }
     }
 

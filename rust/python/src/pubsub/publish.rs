@@ -79,31 +79,16 @@ pub(super) fn json_lines<'py>(py: Python<'py>, array: &[u8]) -> PyResult<Bound<'
     Ok(PyBytes::new(py, &lines))
 }
 
-/// How many newlines ``lines`` holds (``bytes.count`` looks at one byte at a time; this is
-/// vectorised: a publish checks its encoded items with it).
+/// How many newlines ``lines`` holds (``bytes.count`` looks at one byte at a time; this
+/// counts eight at a time): a publish checks its encoded items with it.
 #[pyfunction]
 pub(super) fn count_lines(lines: &[u8]) -> usize {
-    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let words = lines.chunks_exact(8);
-    let tail = words.remainder().iter().filter(|&&b| b == b'\n').count();
-    words.fold(tail, |count, chunk| {
-        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default()) ^ NEWLINES;
-        // the high bit of each byte that was a newline (now zero), exactly
-        let zeros = !(((word & LOW7) + LOW7) | word | LOW7);
-        count + zeros.count_ones() as usize
-    })
+    pubsub::count_newlines(lines)
 }
 
 /// The length in bytes of the longest line of ``lines`` (JSON lines), 0 when there is none:
 /// whether any item could come near the size limit, without enveloping any.
 #[pyfunction]
 pub(super) fn longest_line(lines: &[u8]) -> usize {
-    let mut start = 0;
-    let mut longest = 0;
-    for end in memchr::memchr_iter(b'\n', lines) {
-        longest = longest.max(end - start);
-        start = end + 1;
-    }
-    longest.max(lines.len() - start)
+    pubsub::longest_line(lines)
 }
