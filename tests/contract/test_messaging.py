@@ -124,12 +124,16 @@ async def test_raw_json_data_is_published_as_it_is(coord: lockstep.Coordinator) 
         await coord.publish_many("raw", [1, pretty, "line\nbreak"])
         with pytest.raises(EnvelopeError, match="raw newline inside a string"):
             await coord.publish("raw", msgspec.Raw(b'"a\nb"'))
+        with pytest.raises(EnvelopeError, match="encode as 2 JSON values"):
+            await coord.publish("raw", msgspec.Raw(b"1,\n2"))
         await coord.publish_many("raw", [msgspec.Raw(b"[1"), msgspec.Raw(b"2]"), {"ok": True}])
-        got = await take(sub, 6)
+        await coord.publish("raw", msgspec.Raw(b'{"b":\n 2}'))  # one publish() takes the same path
+        got = await take(sub, 7)
         await nothing_more(sub)
     assert [m.data for m in got[:3]] == [1, {"a": [1, 2], "s": "x\ny"}, "line\nbreak"]
     assert all(isinstance(bad, EnvelopeError) for bad in got[3:5]), got[3:5]
     assert isinstance(got[5], Message) and got[5].data == {"ok": True} and got[5].seq == 6
+    assert got[6].data == {"b": 2} and got[6].seq == 7, "the refused calls took no sequence number"
 
 
 async def test_seed_shape_10k_concurrent_publishes_are_coalesced(coord: lockstep.Coordinator) -> None:
