@@ -1,5 +1,5 @@
-//! Decimal digits read straight from bytes: the hot paths (a RESP length, an envelope's seq)
-//! know they hold ASCII digits, so a UTF-8 check and a `str::parse` would only cost time.
+//! Decimal digits read straight from bytes, the crate's one digit parser: RESP integers and
+//! lengths, an envelope's seq and version. No UTF-8 check or `str::parse` on hot paths.
 
 /// The value of `digits` (ASCII digits only); `None` for an empty slice, any other byte, or
 /// a value over `u64::MAX`.

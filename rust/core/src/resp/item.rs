@@ -43,21 +43,12 @@ fn parse_i64(line: &[u8], offset: u64, what: &str) -> Result<i64, CoreError> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, line),
     };
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.len() > 19 {
         return Err(bad());
     }
-    let mut value: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return Err(bad());
-        }
-        let digit = i64::from(d - b'0');
-        value = value
-            .checked_mul(10)
-            .and_then(|v| if negative { v.checked_sub(digit) } else { v.checked_add(digit) })
-            .ok_or_else(bad)?;
-    }
-    Ok(value)
+    let magnitude = crate::decimal::parse_digits(digits).ok_or_else(bad)?;
+    let value = if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() };
+    value.ok_or_else(bad)
 }
 
 /// A length header: -1 (null) or a non-negative count.
